@@ -1,0 +1,9 @@
+"""mmlk: large-kernel ConvNets (SLaK, RepLKNet, shift-wise conv, KernelWarehouse) for OpenMMLab 2.x.
+
+Importing ``mmlk`` is cheap and never imports mmdet or mmseg: configs refer to our classes by
+scoped names (``type='mmlk.SLaK'``) and the registries in :mod:`mmlk.registry` import the
+implementing modules on first use.
+"""
+__version__ = '0.1.0'
+
+__all__ = ['__version__']

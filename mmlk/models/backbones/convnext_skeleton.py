@@ -1,0 +1,332 @@
+"""The ConvNeXt macro design, written once, with the spatial mixer as a parameter.
+
+Liu et al., "A ConvNet for the 2020s", CVPR 2022. SLaK, the 2024 shift-wise nets and
+KernelWarehouse's ConvNeXt are this network with another depthwise layer in each block, so they
+subclass :class:`ConvNeXtSkeleton` and only say how to build that layer.
+
+Module names follow the official ConvNeXt/SLaK code (``downsample_layers.i``, ``stages.i.j``,
+``large_kernel``, ``gamma``, ``pwconv1``...) so official checkpoints map by key prefix only, and
+mmseg/mmdet's ConvNeXt layer-decay id rules apply unchanged.
+"""
+import re
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmlk.ops import LayerNorm2d, switch_to_deploy
+from ..utils.checkpoint import (load_checkpoint_file, load_state_dict_checked, strip_prefix,
+                                unwrap_state_dict)
+
+__all__ = ['ConvNeXtBlock', 'ConvNeXtSkeleton', 'resolve_arch']
+
+MixerFactory = Callable[[int, int], nn.Module]
+"""``factory(channels, stage_index) -> module``: builds a block's spatial (depthwise) mixer."""
+
+
+def resolve_arch(arch: Union[str, dict], arch_zoo: Dict[str, dict], required: Sequence[str],
+                 name: str) -> dict:
+    """Look ``arch`` up in ``arch_zoo`` or validate a user dict with the ``required`` keys."""
+    if isinstance(arch, str):
+        if arch not in arch_zoo:
+            raise ValueError(f'unknown {name} arch {arch!r}; choose one of {sorted(arch_zoo)} '
+                             f'or pass a dict with keys {list(required)}')
+        return dict(arch_zoo[arch])
+    if not isinstance(arch, dict):
+        raise TypeError(f'{name} arch must be a str or a dict, got {type(arch).__name__}')
+    missing = [k for k in required if k not in arch]
+    if missing:
+        raise ValueError(f'custom {name} arch is missing {missing}; it needs {list(required)}')
+    return dict(arch)
+
+
+class ConvNeXtBlock(BaseModule):
+    """ConvNeXt block: spatial mixer -> LN -> Linear(C, rC) -> GELU -> Linear -> layer scale ->
+    drop path + residual (Liu et al., CVPR 2022).
+
+    Args:
+        channels: block width C.
+        mixer: the depthwise spatial layer, stored as ``large_kernel`` (official SLaK name).
+        mlp_ratio: hidden width ratio r of the inverted bottleneck.
+        drop_path: stochastic depth rate of this block.
+        layer_scale_init_value: initial value of the per-channel scale ``gamma``; <= 0 disables it.
+        with_cp: gradient checkpointing, applied only when the input needs gradients.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 mixer: nn.Module,
+                 mlp_ratio: float = 4.,
+                 drop_path: float = 0.,
+                 layer_scale_init_value: float = 1e-6,
+                 with_cp: bool = False) -> None:
+        super().__init__()
+        hidden = int(mlp_ratio * channels)
+        self.large_kernel = mixer
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+        self.pwconv1 = nn.Linear(channels, hidden)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(hidden, channels)
+        if layer_scale_init_value > 0:
+            self.gamma = nn.Parameter(torch.full((channels, ), float(layer_scale_init_value)))
+        else:
+            self.gamma = None
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.with_cp = with_cp
+
+    def _residual(self, x: Tensor) -> Tensor:
+        y = self.large_kernel(x).permute(0, 2, 3, 1)
+        y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))
+        if self.gamma is not None:
+            y = y * self.gamma
+        return self.drop_path(y.permute(0, 3, 1, 2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.with_cp and x.requires_grad:
+            return x + cp.checkpoint(self._residual, x, use_reentrant=False)
+        return x + self._residual(x)
+
+
+class ConvNeXtSkeleton(BaseModule):
+    """ConvNeXt macro design (stem, 4 stages, LN + 2x2 downsampling) with a pluggable mixer.
+
+    Subclasses decide depths, widths and the mixer; this class owns the downstream API shared
+    by every mmlk ConvNeXt-style backbone: ``out_indices`` with one output norm ``norm{i}`` each,
+    ``gap_before_final_norm`` for classification, ``frozen_stages``, ``norm_eval``, ``with_cp``,
+    ``get_layer_depth``/``get_stage_depth`` for layer-wise LR decay, ``switch_to_deploy`` and a
+    ``Pretrained`` init that reads official checkpoint containers and checks every key.
+
+    Args:
+        depths: blocks per stage (4 ints).
+        dims: channels per stage (4 ints).
+        mixer_factory: ``factory(channels, stage_index)`` building each block's spatial mixer.
+        in_channels: input image channels.
+        mlp_ratio: inverted-bottleneck ratio.
+        drop_path_rate: stochastic depth at the last block; linear from 0 over all blocks.
+        layer_scale_init_value: initial layer scale; <= 0 disables it.
+        out_indices: stages whose outputs are returned (negative indices allowed).
+        frozen_stages: stages 0..frozen_stages-1 (with their downsampling layers and output
+            norms) are set to eval mode and get no gradients; 0 freezes nothing.
+        norm_eval: keep every BatchNorm in eval mode during training (frozen statistics).
+        with_cp: gradient checkpointing in every block.
+        gap_before_final_norm: global-average-pool each output before its norm and return
+            ``(N, C)`` vectors (ImageNet classification, as mmpretrain's ConvNeXt); False
+            returns ``(N, C, H, W)`` maps for detection and segmentation.
+        init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=..., prefix=...)``
+            also accepts official ``{'model': ...}`` containers and is loaded strictly.
+    """
+
+    num_stages = 4
+
+    def __init__(self,
+                 depths: Sequence[int],
+                 dims: Sequence[int],
+                 mixer_factory: MixerFactory,
+                 in_channels: int = 3,
+                 mlp_ratio: float = 4.,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 1e-6,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 frozen_stages: int = 0,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 gap_before_final_norm: bool = True,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        depths, dims = list(depths), list(dims)
+        if len(depths) != self.num_stages or len(dims) != self.num_stages:
+            raise ValueError(f'depths and dims need {self.num_stages} entries each, '
+                             f'got depths={depths}, dims={dims}')
+        if any(d < 1 for d in depths) or any(c < 1 for c in dims):
+            raise ValueError(f'depths and dims must be positive, got depths={depths}, dims={dims}')
+        self.depths, self.dims = depths, dims
+        self.out_indices = self._check_out_indices(out_indices)
+        if not 0 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be in [0, {self.num_stages}], got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.gap_before_final_norm = gap_before_final_norm
+
+        self.downsample_layers = nn.ModuleList()
+        self.downsample_layers.append(
+            nn.Sequential(nn.Conv2d(in_channels, dims[0], 4, stride=4), LayerNorm2d(dims[0])))
+        for i in range(1, self.num_stages):
+            self.downsample_layers.append(
+                nn.Sequential(LayerNorm2d(dims[i - 1]), nn.Conv2d(dims[i - 1], dims[i], 2, stride=2)))
+
+        total = sum(depths)  # linear stochastic-depth schedule, as torch.linspace(0, rate, total)
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        self.stages = nn.ModuleList()
+        block_index = 0
+        for i, (depth, channels) in enumerate(zip(depths, dims)):
+            blocks = [
+                ConvNeXtBlock(channels, mixer_factory(channels, i), mlp_ratio=mlp_ratio,
+                              drop_path=rates[block_index + j],
+                              layer_scale_init_value=layer_scale_init_value, with_cp=with_cp)
+                for j in range(depth)
+            ]
+            block_index += depth
+            self.stages.append(nn.Sequential(*blocks))
+
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', LayerNorm2d(dims[i]))
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ construction helpers
+    def _check_out_indices(self, out_indices) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not isinstance(out_indices, Sequence) or not out_indices:
+            raise TypeError(f'out_indices must be an int or a non-empty sequence, got {out_indices!r}')
+        resolved = []
+        for index in out_indices:
+            if not -self.num_stages <= index < self.num_stages:
+                raise ValueError(f'out_indices entry {index} is out of range: the backbone has '
+                                 f'{self.num_stages} stages (valid: 0..{self.num_stages - 1} or '
+                                 f'-{self.num_stages}..-1)')
+            resolved.append(index % self.num_stages)
+        return tuple(sorted(set(resolved)))
+
+    @property
+    def out_channels(self) -> List[int]:
+        """Channels of each returned feature, for neck/head ``in_channels``."""
+        return [self.dims[i] for i in self.out_indices]
+
+    # ------------------------------------------------------------------ forward / train state
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        outs = []
+        for i in range(self.num_stages):
+            x = self.stages[i](self.downsample_layers[i](x))
+            if i in self.out_indices:
+                norm = getattr(self, f'norm{i}')
+                if self.gap_before_final_norm:
+                    outs.append(norm(x.mean((-2, -1), keepdim=True)).flatten(1))
+                else:
+                    outs.append(norm(x))
+        return tuple(outs)
+
+    def _freeze_stages(self) -> None:
+        for i in range(self.frozen_stages):
+            modules = [self.downsample_layers[i], self.stages[i]]
+            if i in self.out_indices:
+                modules.append(getattr(self, f'norm{i}'))
+            for module in modules:
+                module.eval()
+                for param in module.parameters():
+                    param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'ConvNeXtSkeleton':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    def switch_to_deploy(self) -> None:
+        """Re-parameterise every mixer into its inference form (exact in eval mode)."""
+        switch_to_deploy(self)
+
+    # ------------------------------------------------------------------ layer-wise LR decay
+    @property
+    def max_layer_id(self) -> int:
+        # The ConvNeXt rule (mmpretrain/mmseg/mmdet): stage 2 is split into groups of 3 blocks.
+        return 12 if self.depths[-2] > 9 else 6
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Layer id of a parameter for layer-wise decay, and the number of layers.
+
+        Same ids as mmpretrain's ConvNeXt and mmseg/mmdet's ``get_layer_id_for_convnext``;
+        parameters outside the backbone (neck, heads) get the last id.
+        """
+        num_layers = self.max_layer_id + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):]
+        match = re.match(r'(downsample_layers|stages)\.(\d+)(?:\.(\d+))?', name)
+        if match is None:  # output norms
+            return num_layers - 1, num_layers
+        kind, stage = match.group(1), int(match.group(2))
+        if kind == 'downsample_layers':
+            layer_id = {0: 0, 1: 2, 2: 3}.get(stage, self.max_layer_id)
+        elif stage in (0, 1):
+            layer_id = stage + 1
+        elif stage == 2:
+            layer_id = 3 + int(match.group(3)) // 3
+        else:
+            layer_id = self.max_layer_id
+        return layer_id, num_layers
+
+    def get_stage_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Stage id of a parameter for stage-wise decay (mmseg's ``stage_wise``).
+
+        Downsampling layers are 0, ``stages.i`` is ``i + 1`` and everything else is the last id;
+        the number of layers matches :meth:`get_layer_depth` so that decay rates tuned for
+        ConvNeXt configs give the same scales.
+        """
+        num_layers = self.max_layer_id + 2
+        name = param_name[len(prefix):] if param_name.startswith(prefix) else None
+        if name is None or not name.startswith(('downsample_layers.', 'stages.')):
+            return num_layers - 1, num_layers
+        if name.startswith('downsample_layers.'):
+            return 0, num_layers
+        return int(name.split('.')[1]) + 1, num_layers
+
+    # ------------------------------------------------------------------ initialisation
+    def init_weights(self) -> None:
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+            self.load_pretrained(self.init_cfg['checkpoint'], prefix=self.init_cfg.get(
+                'prefix', 'backbone.'))
+            self._is_init = True
+            return
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        # The official initialisation: truncated normal convs/linears, zero biases.
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                trunc_normal_(module.weight, std=.02)
+                if module.bias is not None:
+                    nn.init.constant_(module.bias, 0)
+
+    def convert_official_keys(self, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Rename an official checkpoint's keys to ours (identity for ConvNeXt-style nets
+        except the classification ``norm``, which is our ``norm3`` when pooling first)."""
+        if self.gap_before_final_norm and 'norm3' not in state_dict and any(
+                k.startswith('norm.') for k in state_dict):
+            state_dict = {('norm3.' + k[5:] if k.startswith('norm.') else k): v
+                          for k, v in state_dict.items()}
+        return state_dict
+
+    def load_pretrained(self, checkpoint: str, prefix: str = 'backbone.') -> None:
+        """Load an official or mmlk checkpoint into this backbone, strictly.
+
+        Every backbone tensor must be present with the right shape, except the output norms
+        ``norm{i}`` (an ImageNet checkpoint has none for detection/segmentation outputs). The
+        classifier head and the ImageNet final norm of a dense-prediction backbone are unused
+        and reported. A shape mismatch (another arch or kernel size) raises before anything is
+        loaded.
+        """
+        logger = MMLogger.get_current_instance()
+        try:
+            loaded = load_checkpoint_file(checkpoint)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(
+                f'{err}. {type(self).__name__} init_cfg asks for pretrained weights: download the '
+                'official ImageNet checkpoint (README, "Model zoo") to that path, or set '
+                'model.backbone.init_cfg=None to train from scratch.') from None
+        state = unwrap_state_dict(loaded)
+        state = self.convert_official_keys(strip_prefix(state, prefix))
+        logger.info(f'{type(self).__name__}: loading {checkpoint}')
+        load_state_dict_checked(
+            self, state,
+            allowed_missing=lambda k: re.match(r'norm\d\.', k) is not None,
+            ignored_unexpected=lambda k: k.startswith(('head.', 'norm.')),
+            logger=logger)

@@ -1,0 +1,148 @@
+"""Structural re-parameterisation, written once for every reparameterisable block.
+
+RepLKNet (Ding et al., CVPR 2022) and SLaK (Liu et al., ICLR 2023) train parallel conv+BN
+branches and deploy them as fewer biased convolutions. Two exact identities do all the work:
+
+* a BN after a bias-free conv is an affine map per output channel, so it folds into the
+  kernel (scale) and a bias (shift) — :func:`fuse_conv_bn`;
+* centred kernels of different sizes applied with "same" padding sum into one kernel of the
+  larger size after zero-padding the smaller one symmetrically — :func:`pad_kernel_to` and
+  :func:`merge_branches`.
+"""
+from typing import Iterable, Optional, Sequence, Tuple
+
+import torch
+from mmcv.cnn import build_norm_layer
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+__all__ = ['fuse_conv_bn', 'pad_kernel_to', 'merge_branches', 'ConvBN', 'switch_to_deploy']
+
+
+def fuse_conv_bn(kernel: Tensor, bn: Optional[nn.Module],
+                 conv_bias: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """Fold an eval-mode BN that follows a conv into the conv's kernel and bias.
+
+    ``bn(conv(x)) = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta``.
+
+    Args:
+        kernel: conv weight of shape ``(C_out, C_in/groups, kh, kw)``.
+        bn: a BatchNorm/SyncBatchNorm with running statistics, or None for a conv without norm.
+        conv_bias: the conv's own bias, if any.
+    Returns:
+        ``(kernel, bias)`` of the single conv that computes the same function.
+    """
+    out_channels = kernel.shape[0]
+    if conv_bias is None:
+        conv_bias = kernel.new_zeros(out_channels)
+    if bn is None:
+        return kernel, conv_bias
+    if not isinstance(bn, _BatchNorm):
+        raise TypeError(f'only BatchNorm-type norms can be folded into a conv, got {type(bn).__name__}')
+    if not bn.track_running_stats or bn.running_var is None:
+        raise ValueError('cannot fold a BatchNorm without running statistics (track_running_stats=False)')
+    std = (bn.running_var + bn.eps).sqrt()
+    gamma = bn.weight if bn.affine else torch.ones_like(std)
+    beta = bn.bias if bn.affine else torch.zeros_like(std)
+    scale = gamma / std
+    fused_kernel = kernel * scale.reshape(-1, 1, 1, 1)
+    fused_bias = beta + (conv_bias - bn.running_mean) * scale
+    return fused_kernel, fused_bias
+
+
+def pad_kernel_to(kernel: Tensor, size: Sequence[int]) -> Tensor:
+    """Zero-pad a ``(..., kh, kw)`` kernel symmetrically to ``size = (H, W)``.
+
+    Exact only when both kernels are centred ("same" padding ``k // 2`` per axis), which needs
+    ``H - kh`` and ``W - kw`` to be even and non-negative; anything else is a programming error
+    and raises.
+    """
+    kh, kw = kernel.shape[-2:]
+    target_h, target_w = size
+    dh, dw = target_h - kh, target_w - kw
+    if dh < 0 or dw < 0 or dh % 2 or dw % 2:
+        raise ValueError(f'cannot centre a {kh}x{kw} kernel inside {target_h}x{target_w}: '
+                         'the size differences must be even and non-negative')
+    if dh == 0 and dw == 0:
+        return kernel
+    return nn.functional.pad(kernel, [dw // 2, dw // 2, dh // 2, dh // 2])
+
+
+def merge_branches(branches: Iterable[Tuple[Tensor, Tensor]],
+                   size: Optional[Sequence[int]] = None) -> Tuple[Tensor, Tensor]:
+    """Sum parallel centred branches ``(kernel, bias)`` into one kernel of ``size``.
+
+    ``size`` defaults to the largest height and width among the branches.
+    """
+    branches = list(branches)
+    if not branches:
+        raise ValueError('merge_branches needs at least one branch')
+    if size is None:
+        size = (max(k.shape[-2] for k, _ in branches), max(k.shape[-1] for k, _ in branches))
+    kernel = sum(pad_kernel_to(k, size) for k, _ in branches)
+    bias = sum(b for _, b in branches)
+    return kernel, bias
+
+
+class ConvBN(nn.Module):
+    """A bias-free conv followed by a norm layer, with children named ``conv`` and ``bn``.
+
+    The child names are those of the official RepLKNet/SLaK ``conv_bn`` Sequential, so their
+    checkpoints map onto this module without renaming. ``norm_cfg=None`` builds the conv alone
+    (with a bias when ``bias_without_norm``).
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size,
+                 stride=1,
+                 padding=None,
+                 groups: int = 1,
+                 dilation=1,
+                 norm_cfg: Optional[dict] = dict(type='BN'),
+                 bias_without_norm: bool = True) -> None:
+        super().__init__()
+        kh, kw = _pair(kernel_size)
+        if padding is None:  # "same" padding per axis for odd kernels
+            padding = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
+        self.conv = nn.Conv2d(in_channels, out_channels, (kh, kw), stride=stride, padding=padding,
+                              dilation=dilation, groups=groups,
+                              bias=norm_cfg is None and bias_without_norm)
+        if norm_cfg is not None:
+            self.bn = build_norm_layer(norm_cfg, out_channels)[1]
+        else:
+            self.bn = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        return x if self.bn is None else self.bn(x)
+
+    def fuse(self) -> Tuple[Tensor, Tensor]:
+        """The ``(kernel, bias)`` of one conv equivalent to this conv+norm in eval mode."""
+        return fuse_conv_bn(self.conv.weight, self.bn, self.conv.bias)
+
+
+def _pair(v) -> Tuple[int, int]:
+    if isinstance(v, int):
+        return v, v
+    v = tuple(v)
+    if len(v) != 2:
+        raise ValueError(f'expected an int or a pair, got {v}')
+    return v
+
+
+def switch_to_deploy(model: nn.Module) -> nn.Module:
+    """Switch every reparameterisable sub-module of ``model`` to its deploy form, in place.
+
+    A module takes part by defining ``switch_to_deploy()``. The outermost such descendant on
+    each path is called and is responsible for its own children, so this works on a block, a
+    backbone (whose own ``switch_to_deploy`` calls this on itself) or a whole detector.
+    """
+    for child in model.children():
+        fn = getattr(child, 'switch_to_deploy', None)
+        if callable(fn):
+            fn()
+        else:
+            switch_to_deploy(child)
+    return model
