@@ -1,0 +1,124 @@
+"""What ``tools/train.py`` and ``tools/test.py`` do to a config before the Runner sees it."""
+import os
+import os.path as osp
+from typing import Iterator, List, Tuple
+
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+
+__all__ = [
+    'DatasetNotFoundError', 'check_dataset_paths', 'prepare_optim_wrapper_for_device',
+    'setup_torch_load'
+]
+
+
+def setup_torch_load() -> None:
+    """mmengine 0.10.7 resumes and tests with ``torch.load`` of full checkpoints (message hub,
+    optimizer state) that torch >= 2.6 rejects under its ``weights_only=True`` default. torch
+    reads this variable at call time, so setting it before the Runner is enough."""
+    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+
+
+def prepare_optim_wrapper_for_device(cfg: Config, amp_requested: bool, has_gpu: bool) -> None:
+    """Apply ``--amp`` and keep AMP configs usable on CPU-only machines.
+
+    ``AmpOptimWrapper`` asserts a GPU when built. ``--amp`` without a GPU is a user error and
+    raises; a config that itself asks for AMP (the published recipes do) falls back to fp32
+    ``OptimWrapper`` on CPU with a warning, so the same config trains everywhere.
+    """
+    wrapper = cfg.get('optim_wrapper')
+    if wrapper is None:
+        return
+    if amp_requested:
+        if not has_gpu:
+            raise SystemExit('--amp needs a CUDA GPU (mmengine AmpOptimWrapper asserts one); '
+                             'none is available here. Run without --amp to train in fp32.')
+        if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+            print_log('AMP is already enabled in the config', logger='current')
+        else:
+            if wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
+                raise SystemExit(f'--amp works with optim_wrapper type OptimWrapper, the config '
+                                 f'has {wrapper.get("type")}')
+            wrapper.type = 'AmpOptimWrapper'
+            wrapper.setdefault('loss_scale', 'dynamic')
+    elif wrapper.get('type') == 'AmpOptimWrapper' and not has_gpu:
+        print_log('No GPU: the config asks for AmpOptimWrapper; training in fp32 with '
+                  'OptimWrapper instead.', logger='current', level=30)
+        wrapper.type = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype', 'use_fsdp'):
+            wrapper.pop(key, None)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A config's dataset is not where the config says."""
+
+
+# How to get each dataset family's real data, and which demo writer mimics it.
+_DATA_HELP = {
+    'ADE20KDataset': ('ADE20K: download ADEChallengeData2016 from the MIT Scene Parsing '
+                      'benchmark and unpack it to the data_root', 'ade20k'),
+    'VOCDataset': ('PASCAL VOC: unpack VOCtrainval_06-Nov-2007, VOCtest_06-Nov-2007 and '
+                   'VOCtrainval_11-May-2012 so that data_root contains VOC2007/ and VOC2012/',
+                   'voc'),
+    'CocoDataset': ('COCO 2017: unpack train2017/, val2017/ and annotations/ into the data_root',
+                    'coco'),
+    'ImageNet': ('ImageNet-1k: place train/ and val/ (class sub-folders) and meta/{train,val}.txt '
+                 'in the data_root', 'imagenet'),
+}
+
+
+def _datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
+    """Every leaf dataset config inside wrappers (ConcatDataset, RepeatDataset, ...)."""
+    if not isinstance(cfg, dict):
+        return
+    if 'datasets' in cfg:
+        for sub in cfg['datasets']:
+            yield from _datasets(sub)
+    elif 'dataset' in cfg:
+        yield from _datasets(cfg['dataset'])
+    else:
+        yield cfg
+
+
+def _expected_paths(dataset: ConfigDict) -> List[str]:
+    root = dataset.get('data_root') or ''
+    paths = []
+    ann_file = dataset.get('ann_file')
+    if ann_file:
+        paths.append(ann_file if osp.isabs(ann_file) else osp.join(root, ann_file))
+    prefix = dataset.get('data_prefix') or {}
+    for value in (prefix.values() if isinstance(prefix, dict) else [prefix]):
+        if isinstance(value, str) and value:
+            paths.append(value if osp.isabs(value) else osp.join(root, value))
+    split = dataset.get('split')
+    if not ann_file and isinstance(split, str) and split:  # mmpretrain ImageNet(split=...)
+        paths.append(osp.join(root, split))
+    if not paths and root:
+        paths.append(root)
+    return paths
+
+
+def check_dataset_paths(cfg: Config, loaders: Tuple[str, ...] = ('train_dataloader',
+                                                                'val_dataloader',
+                                                                'test_dataloader')) -> None:
+    """Raise :class:`DatasetNotFoundError` naming the missing path and how to get the data,
+    instead of a stack trace from deep inside a dataset class."""
+    for loader in loaders:
+        loader_cfg = cfg.get(loader)
+        if not loader_cfg or 'dataset' not in loader_cfg:
+            continue
+        for dataset in _datasets(loader_cfg['dataset']):
+            missing = [p for p in _expected_paths(dataset) if not osp.exists(p)]
+            if not missing:
+                continue
+            kind = dataset.get('type', '?')
+            how, demo = _DATA_HELP.get(str(kind).split('.')[-1], ('see the dataset docs', None))
+            lines = [f'{loader}: the {kind} data is not where the config expects it.',
+                     'Missing: ' + ', '.join(missing), f'To use the real data — {how}.']
+            if demo is not None:
+                from mmlk.datasets import DEMO_SUBDIRS
+                lines.append(
+                    f'To try the embedded synthetic data instead: python tools/make_demo_data.py '
+                    f'{demo} --out data/demo, then set the data_root of the datasets to '
+                    f'data/demo/{DEMO_SUBDIRS[demo]}/ (README, "Embedded datasets").')
+            raise DatasetNotFoundError('\n'.join(lines))

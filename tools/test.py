@@ -1,0 +1,142 @@
+"""Evaluate a checkpoint (or the initialised model) with any mmlk config.
+
+mmdet, mmseg and mmpretrain configs are all accepted; the task-specific flags (``--out``,
+``--show-dir``, ``--tta``) follow each codebase's own test script.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from mmlk.utils import DatasetNotFoundError, check_dataset_paths, setup_torch_load  # noqa: E402
+
+setup_torch_load()
+
+from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
+from mmengine.model import is_model_wrapper  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test a model from an mmlk config')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', nargs='?', default=None,
+                        help='checkpoint to evaluate; omitted: the model as the config '
+                        'initialises it (e.g. a baseline before training)')
+    parser.add_argument('--work-dir', help='where logs and metrics.json go')
+    parser.add_argument('--out', help='dump predictions: a .pkl file (mmdet, mmpretrain) or a '
+                        'folder of label PNGs (mmseg)')
+    parser.add_argument('--show', action='store_true', help='show predictions in a window')
+    parser.add_argument('--show-dir', help='save visualised predictions to this folder')
+    parser.add_argument('--wait-time', type=float, default=2, help='seconds per shown image')
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def _visualization(cfg: Config, scope: str, args: argparse.Namespace) -> None:
+    hooks = cfg.get('default_hooks', {})
+    hook = hooks.get('visualization')
+    if hook is None:
+        raise SystemExit('--show/--show-dir need default_hooks.visualization in the config')
+    if scope == 'mmpretrain':
+        hook.update(enable=True, show=args.show, wait_time=args.wait_time)
+        if args.show_dir:
+            hook.out_dir = args.show_dir
+    else:  # mmdet and mmseg
+        hook.update(draw=True, show=args.show, wait_time=args.wait_time)
+        if args.show_dir:
+            if scope == 'mmdet':
+                hook.test_out_dir = args.show_dir
+            else:
+                cfg.visualizer.save_dir = args.show_dir
+
+
+def _tta(cfg: Config, scope: str) -> None:
+    if scope == 'mmdet' and 'tta_model' not in cfg:
+        # mmdet's own default: flip TTA merged with NMS.
+        cfg.tta_model = dict(type='DetTTAModel',
+                             tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
+                                          max_per_img=100))
+    if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+        raise SystemExit('--tta needs tta_model and tta_pipeline in the config (the mmseg ADE20K '
+                         'and mmpretrain ImageNet bases define them)')
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def _dump(cfg: Config, scope: str, out: str) -> None:
+    if scope == 'mmseg':
+        cfg.test_evaluator['output_dir'] = out
+        cfg.test_evaluator['keep_results'] = True
+        return
+    if not out.endswith(('.pkl', '.pickle')):
+        raise SystemExit(f'--out must be a .pkl file for {scope} configs, got {out}')
+    dump = dict(type='mmdet.DumpDetResults' if scope == 'mmdet' else 'DumpResults',
+                out_file_path=out)
+    evaluator = cfg.test_evaluator
+    cfg.test_evaluator = (list(evaluator) if isinstance(evaluator, (list, tuple)) else
+                          [evaluator]) + [dump]
+
+
+def _to_json(value):
+    """Metrics are numpy or torch scalars as often as Python numbers."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    scope = cfg.get('default_scope', 'mmengine')
+    if args.checkpoint is None:
+        print_log('No checkpoint given: evaluating the model as initialised by the config.',
+                  logger='current', level=30)
+    elif not osp.isfile(args.checkpoint):
+        raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        _visualization(cfg, scope, args)
+    if args.tta:
+        _tta(cfg, scope)
+    if args.out:
+        _dump(cfg, scope, args.out)
+    try:
+        check_dataset_paths(cfg, ('test_dataloader', ))
+    except DatasetNotFoundError as err:
+        raise SystemExit(f'error: {err}')
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    if args.checkpoint is None:
+        # Runner.test() loads weights but never runs init_weights: do it, so the baseline is
+        # the model exactly as training would start from it.
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model.init_weights()
+    metrics = runner.test()
+    path = osp.join(runner.work_dir, 'metrics.json')
+    with open(path, 'w') as f:
+        json.dump({k: _to_json(v) for k, v in metrics.items()}, f, indent=2)
+    print_log(f'metrics written to {path}', logger='current')
+
+
+if __name__ == '__main__':
+    main()
