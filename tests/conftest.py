@@ -1,0 +1,90 @@
+import os
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = osp.join(REPO, 'configs')
+
+# A SLaK small enough for CPU tests but with the official kernel sizes. Widths after the 1.3
+# width factor: [10, 20, 41, 83].
+TINY_ARCH = dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64])
+TINY_DIMS = [10, 20, 41, 83]
+
+
+def tiny_model_overrides(cfg) -> None:
+    """Shrink a loaded mmlk config's model in place (backbone + matching head widths)."""
+    model = cfg.model
+    # Deep variants keep > 9 blocks in stage 2 so their layer-decay ids (12) stay valid.
+    deep = model.backbone.get('arch') in ('small', 'base', 'large')
+    model.backbone.arch = dict(TINY_ARCH, depths=[1, 1, 10, 1]) if deep else TINY_ARCH
+    model.backbone.init_cfg = None
+    if model.backbone.get('norm_cfg', {}).get('type') == 'SyncBN':
+        model.backbone.norm_cfg = dict(type='BN', requires_grad=True)
+    if 'neck' in model and model.neck is not None and 'in_channels' in model.neck:
+        model.neck.in_channels = TINY_DIMS
+    if 'decode_head' in model:
+        model.decode_head.in_channels = TINY_DIMS
+        model.decode_head.channels = 16
+        model.auxiliary_head.in_channels = TINY_DIMS[2]
+        model.auxiliary_head.channels = 8
+    if model.get('type') == 'ImageClassifier':
+        model.head.in_channels = TINY_DIMS[-1]
+    _shrink_rcnn_sampling(model.get('train_cfg'))
+    _shrink_rcnn_sampling(model.get('test_cfg'))
+
+
+def _shrink_rcnn_sampling(cfg) -> None:
+    """Fewer proposals and RoI samples: two-stage heads dominate CPU time otherwise."""
+    if isinstance(cfg, (list, tuple)):
+        for item in cfg:
+            _shrink_rcnn_sampling(item)
+        return
+    if not isinstance(cfg, dict):
+        return
+    if 'sampler' in cfg and 'num' in cfg['sampler']:
+        cfg['sampler']['num'] = min(cfg['sampler']['num'], 32)
+    for key in ('nms_pre', 'max_per_img'):
+        if key in cfg:
+            cfg[key] = min(cfg[key], 64)
+    for value in cfg.values():
+        _shrink_rcnn_sampling(value)
+
+
+def write_config(tmp_path, base: str, body: str, name: str = 'cfg.py') -> str:
+    """Write a config that inherits ``base`` (absolute path) and applies ``body``."""
+    path = osp.join(str(tmp_path), name)
+    with open(path, 'w') as f:
+        f.write(f'_base_ = [{base!r}]\n' + textwrap.dedent(body))
+    return path
+
+
+def run_tool(*args, cwd=REPO, check=True, timeout=900) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n'
+                             f'{proc.stderr[-6000:]}')
+    return proc
+
+
+@pytest.fixture(scope='session')
+def demo_data(tmp_path_factory):
+    """All four embedded datasets, small, written once per test session."""
+    from mmlk.datasets import DEMO_SUBDIRS, make_ade20k, make_coco, make_imagenet, make_voc
+    root = str(tmp_path_factory.mktemp('demo_data'))
+    paths = dict(
+        ade20k=make_ade20k(osp.join(root, DEMO_SUBDIRS['ade20k']), num_train=8, num_val=4,
+                           size=64),
+        voc=make_voc(osp.join(root, DEMO_SUBDIRS['voc']), num_train=6, num_test=3),
+        coco=make_coco(osp.join(root, DEMO_SUBDIRS['coco']), num_train=6, num_val=3),
+        imagenet=make_imagenet(osp.join(root, DEMO_SUBDIRS['imagenet']), num_classes=4,
+                               per_class_train=3, per_class_val=2, size=48),
+    )
+    return paths

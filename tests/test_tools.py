@@ -1,0 +1,139 @@
+"""tools/train.py and tools/test.py end to end on the embedded data (tiny models, CPU)."""
+import json
+import os.path as osp
+
+import pytest
+
+from conftest import CONFIGS, TINY_ARCH, TINY_DIMS, run_tool, write_config
+
+TINY_BACKBONE = (f'backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), init_cfg=None, '
+                 'norm_cfg=dict(type="BN"))')
+
+
+def train_resume_test(tmp_path, cfg_path, first_ckpt, resume_opts, last_ckpt, metric):
+    work = str(tmp_path / 'work')
+    run_tool('tools/train.py', cfg_path, '--work-dir', work)
+    assert osp.isfile(osp.join(work, first_ckpt))
+    proc = run_tool('tools/train.py', cfg_path, '--work-dir', work, '--resume',
+                    '--cfg-options', *resume_opts)
+    assert 'resumed' in (proc.stdout + proc.stderr).lower()
+    assert osp.isfile(osp.join(work, last_ckpt))
+    run_tool('tools/test.py', cfg_path, osp.join(work, last_ckpt), '--work-dir', work + '/test')
+    metrics = json.load(open(osp.join(work, 'test', 'metrics.json')))
+    assert metric in metrics and 0 <= metrics[metric] <= 100
+    return metrics
+
+
+def test_mmseg_train_resume_test(tmp_path, demo_data):
+    cfg = write_config(tmp_path, f'{CONFIGS}/demo/upernet_slak_t_ade20k_demo.py', f'''
+        data_root = {demo_data["ade20k"]!r}
+        model = dict({TINY_BACKBONE}, data_preprocessor=dict(size=(64, 64)),
+                     decode_head=dict(in_channels={TINY_DIMS!r}, channels=16),
+                     auxiliary_head=dict(in_channels={TINY_DIMS[2]}, channels=8))
+        train_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', reduce_zero_label=True),
+            dict(type='RandomCrop', crop_size=(64, 64)),
+            dict(type='PackSegInputs'),
+        ]
+        train_dataloader = dict(batch_size=2, num_workers=0,
+                                dataset=dict(data_root=data_root, pipeline=train_pipeline))
+        val_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(data_root=data_root))
+        test_dataloader = val_dataloader
+        train_cfg = dict(max_iters=2, val_interval=2)
+        param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+        default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=3))
+        ''')
+    train_resume_test(tmp_path, cfg, 'iter_2.pth', ['train_cfg.max_iters=3'], 'iter_3.pth', 'mIoU')
+
+
+def test_mmdet_voc_train_resume_test(tmp_path, demo_data):
+    root = demo_data['voc'] + '/'
+    cfg = write_config(tmp_path, f'{CONFIGS}/faster_rcnn_slak_t_voc0712.py', f'''
+        model = dict({TINY_BACKBONE}, neck=dict(in_channels={TINY_DIMS!r}))
+        train_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='Resize', scale=(160, 128), keep_ratio=True),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='PackDetInputs'),
+        ]
+        test_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=(160, 128), keep_ratio=True),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
+                                                  'img_shape', 'scale_factor')),
+        ]
+        voc = dict(type='VOCDataset', data_root={root!r}, pipeline=train_pipeline,
+                   filter_cfg=dict(filter_empty_gt=True, min_size=32, bbox_min_size=32))
+        train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+            dataset=dict(times=1, dataset=dict(datasets=[
+                dict(voc, ann_file='VOC2007/ImageSets/Main/trainval.txt',
+                     data_prefix=dict(sub_data_root='VOC2007/')),
+                dict(voc, ann_file='VOC2012/ImageSets/Main/trainval.txt',
+                     data_prefix=dict(sub_data_root='VOC2012/'))])))
+        val_dataloader = dict(num_workers=0, persistent_workers=False,
+                              dataset=dict(data_root={root!r}, pipeline=test_pipeline))
+        test_dataloader = val_dataloader
+        train_cfg = dict(max_epochs=1)
+        param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True)]
+        ''')
+    train_resume_test(tmp_path, cfg, 'epoch_1.pth', ['train_cfg.max_epochs=2'], 'epoch_2.pth',
+                      'pascal_voc/mAP')
+
+
+def test_mmpretrain_train_resume_test(tmp_path, demo_data):
+    cfg = write_config(tmp_path, f'{CONFIGS}/slak_t_in1k.py', f'''
+        model = dict({TINY_BACKBONE}, head=dict(in_channels={TINY_DIMS[-1]}))
+        train_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='RandomResizedCrop', scale=32, backend='pillow'),
+            dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+            dict(type='PackInputs'),
+        ]
+        test_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='ResizeEdge', scale=36, edge='short', backend='pillow'),
+            dict(type='CenterCrop', crop_size=32),
+            dict(type='PackInputs'),
+        ]
+        train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+            dataset=dict(data_root={demo_data["imagenet"]!r}, pipeline=train_pipeline))
+        val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+            dataset=dict(data_root={demo_data["imagenet"]!r}, pipeline=test_pipeline))
+        test_dataloader = val_dataloader
+        optim_wrapper = dict(type='OptimWrapper')
+        train_cfg = dict(max_epochs=1)
+        param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True)]
+        ''')
+    train_resume_test(tmp_path, cfg, 'epoch_1.pth', ['train_cfg.max_epochs=2'], 'epoch_2.pth',
+                      'accuracy/top1')
+
+
+def test_missing_dataset_names_the_path_and_the_fix(tmp_path):
+    proc = run_tool('tools/train.py', f'{CONFIGS}/upernet_slak_t_ade20k.py', '--work-dir',
+                    str(tmp_path), '--cfg-options',
+                    f'train_dataloader.dataset.data_root={tmp_path}/nowhere', check=False)
+    assert proc.returncode != 0
+    assert f'{tmp_path}/nowhere/images/training' in proc.stderr
+    assert 'tools/make_demo_data.py ade20k' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+def test_amp_without_gpu_is_a_clear_error(tmp_path):
+    proc = run_tool('tools/train.py', f'{CONFIGS}/mask_rcnn_slak_t_coco.py', '--amp',
+                    '--work-dir', str(tmp_path), check=False)
+    assert proc.returncode != 0 and '--amp needs a CUDA GPU' in proc.stderr
+
+
+def test_unknown_backbone_type_names_the_registry(tmp_path, demo_data):
+    cfg = write_config(tmp_path, f'{CONFIGS}/demo/upernet_slak_t_ade20k_demo.py', f'''
+        data_root = {demo_data["ade20k"]!r}
+        model = dict(backbone=dict(type='mmlk.SLaKK'))
+        train_dataloader = dict(num_workers=0, dataset=dict(data_root=data_root))
+        val_dataloader = dict(num_workers=0, dataset=dict(data_root=data_root))
+        ''')
+    proc = run_tool('tools/train.py', cfg, '--work-dir', str(tmp_path / 'w'), check=False)
+    assert proc.returncode != 0
+    assert 'mmlk.SLaKK is not in the mmseg::model registry' in proc.stderr
