@@ -5,17 +5,17 @@ mmdet, mmseg and mmpretrain configs are all accepted; the task-specific flags (`
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mmlk.utils import DatasetNotFoundError, check_dataset_paths, setup_torch_load  # noqa: E402
+from mmlk.utils import (DatasetNotFoundError, add_runner_args,  # noqa: E402
+                        check_dataset_paths, load_config, setup_torch_load)
 
 setup_torch_load()
 
-from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.config import Config, ConfigDict  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
@@ -28,21 +28,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', nargs='?', default=None,
                         help='checkpoint to evaluate; omitted: the model as the config '
                         'initialises it (e.g. a baseline before training)')
-    parser.add_argument('--work-dir', help='where logs and metrics.json go')
+    add_runner_args(parser)
     parser.add_argument('--out', help='dump predictions: a .pkl file (mmdet, mmpretrain) or a '
                         'folder of label PNGs (mmseg)')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
     parser.add_argument('--show-dir', help='save visualised predictions to this folder')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds per shown image')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parser.parse_args()
 
 
 def _visualization(cfg: Config, scope: str, args: argparse.Namespace) -> None:
@@ -100,14 +93,7 @@ def _to_json(value):
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     scope = cfg.get('default_scope', 'mmengine')
     if args.checkpoint is None:
         print_log('No checkpoint given: evaluating the model as initialised by the config.',

@@ -7,9 +7,35 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
 __all__ = [
-    'DatasetNotFoundError', 'check_dataset_paths', 'prepare_optim_wrapper_for_device',
-    'setup_torch_load'
+    'DatasetNotFoundError', 'add_runner_args', 'check_dataset_paths', 'load_config',
+    'prepare_optim_wrapper_for_device', 'setup_torch_load'
 ]
+
+
+def add_runner_args(parser) -> None:
+    """The arguments every tool that builds a Runner shares (mmdet/mmseg conventions)."""
+    from mmengine.config import DictAction
+    parser.add_argument('--work-dir', help='where logs, checkpoints and metrics go '
+                        '(default: ./work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. train_cfg.max_iters=100')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(args) -> Config:
+    """Read ``args.config`` and apply the shared arguments of :func:`add_runner_args`."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
 
 
 def setup_torch_load() -> None:
