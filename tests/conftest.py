@@ -64,6 +64,36 @@ def write_config(tmp_path, base: str, body: str, name: str = 'cfg.py') -> str:
     return path
 
 
+TINY_BACKBONE = (f'backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), init_cfg=None, '
+                 'norm_cfg=dict(type="BN"))')
+
+
+def tiny_seg_config(tmp_path, ade_root: str, extra: str = '', name: str = 'cfg.py') -> str:
+    """The demo UperNet SLaK config shrunk for tests: tiny backbone, 64x64 crops without random
+    transforms, no workers, 2 iterations, a constant LR. ``extra`` goes into a child config
+    (in one file a second ``model = ...`` would replace the first instead of merging)."""
+    base = write_config(tmp_path, f'{CONFIGS}/demo/upernet_slak_t_ade20k_demo.py', textwrap.dedent(f'''
+        data_root = {ade_root!r}
+        model = dict({TINY_BACKBONE}, data_preprocessor=dict(size=(64, 64)),
+                     decode_head=dict(in_channels={TINY_DIMS!r}, channels=16),
+                     auxiliary_head=dict(in_channels={TINY_DIMS[2]}, channels=8))
+        train_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', reduce_zero_label=True),
+            dict(type='Resize', scale=(64, 64), keep_ratio=False),
+            dict(type='PackSegInputs'),
+        ]
+        train_dataloader = dict(batch_size=2, num_workers=0,
+                                dataset=dict(data_root=data_root, pipeline=train_pipeline))
+        val_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(data_root=data_root))
+        test_dataloader = val_dataloader
+        train_cfg = dict(max_iters=2, val_interval=2)
+        param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+        default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=3))
+        '''), name='tiny_seg_base.py')
+    return write_config(tmp_path, base, textwrap.dedent(extra), name=name) if extra else base
+
+
 def run_tool(*args, cwd=REPO, check=True, timeout=900) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,

@@ -4,10 +4,7 @@ import os.path as osp
 
 import pytest
 
-from conftest import CONFIGS, TINY_ARCH, TINY_DIMS, run_tool, write_config
-
-TINY_BACKBONE = (f'backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), init_cfg=None, '
-                 'norm_cfg=dict(type="BN"))')
+from conftest import CONFIGS, TINY_BACKBONE, TINY_DIMS, run_tool, tiny_seg_config, write_config
 
 
 def train_resume_test(tmp_path, cfg_path, first_ckpt, resume_opts, last_ckpt, metric):
@@ -25,25 +22,7 @@ def train_resume_test(tmp_path, cfg_path, first_ckpt, resume_opts, last_ckpt, me
 
 
 def test_mmseg_train_resume_test(tmp_path, demo_data):
-    cfg = write_config(tmp_path, f'{CONFIGS}/demo/upernet_slak_t_ade20k_demo.py', f'''
-        data_root = {demo_data["ade20k"]!r}
-        model = dict({TINY_BACKBONE}, data_preprocessor=dict(size=(64, 64)),
-                     decode_head=dict(in_channels={TINY_DIMS!r}, channels=16),
-                     auxiliary_head=dict(in_channels={TINY_DIMS[2]}, channels=8))
-        train_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', reduce_zero_label=True),
-            dict(type='RandomCrop', crop_size=(64, 64)),
-            dict(type='PackSegInputs'),
-        ]
-        train_dataloader = dict(batch_size=2, num_workers=0,
-                                dataset=dict(data_root=data_root, pipeline=train_pipeline))
-        val_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(data_root=data_root))
-        test_dataloader = val_dataloader
-        train_cfg = dict(max_iters=2, val_interval=2)
-        param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
-        default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=3))
-        ''')
+    cfg = tiny_seg_config(tmp_path, demo_data['ade20k'])
     train_resume_test(tmp_path, cfg, 'iter_2.pth', ['train_cfg.max_iters=3'], 'iter_3.pth', 'mIoU')
 
 

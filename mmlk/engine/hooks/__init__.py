@@ -1,0 +1,3 @@
+from .sparse_training import SparseTrainingHook
+
+__all__ = ['SparseTrainingHook']
