@@ -4,6 +4,9 @@
 # wd 0.05, layer-wise decay 0.7 over 6 ids, drop path 0.4.
 _base_ = ['mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py']
 custom_imports = dict(imports=['mmlk'], allow_failed_imports=False)
+# The official downstream runs keep the zero pattern of the sparse ImageNet weights fixed
+# (SLaK's sparse=True); with dense or no pretrained weights this hook logs it and trains dense.
+custom_hooks = [dict(type='mmlk.SparseTrainingHook', frozen=True)]
 pretrained = 'checkpoints/SLaK_tiny_checkpoint.pth'
 model = dict(
     backbone=dict(

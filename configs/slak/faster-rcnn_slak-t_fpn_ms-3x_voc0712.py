@@ -8,6 +8,9 @@
 # * test at 1333x800 like training's largest scale; drop path 0.2.
 _base_ = ['mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py']
 custom_imports = dict(imports=['mmlk'], allow_failed_imports=False)
+# The official downstream runs keep the zero pattern of the sparse ImageNet weights fixed
+# (SLaK's sparse=True); with dense or no pretrained weights this hook logs it and trains dense.
+custom_hooks = [dict(type='mmlk.SparseTrainingHook', frozen=True)]
 pretrained = 'checkpoints/SLaK_tiny_checkpoint.pth'
 model = dict(
     backbone=dict(

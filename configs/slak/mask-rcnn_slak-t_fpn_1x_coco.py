@@ -3,6 +3,9 @@
 # layer-wise decay 0.95 for Mask R-CNN and drop path 0.2 for 12 epochs.
 _base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py']
 custom_imports = dict(imports=['mmlk'], allow_failed_imports=False)
+# The official downstream runs keep the zero pattern of the sparse ImageNet weights fixed
+# (SLaK's sparse=True); with dense or no pretrained weights this hook logs it and trains dense.
+custom_hooks = [dict(type='mmlk.SparseTrainingHook', frozen=True)]
 pretrained = 'checkpoints/SLaK_tiny_checkpoint.pth'
 model = dict(
     backbone=dict(

@@ -2,6 +2,9 @@
 # UPerHead on all four stages, FCN auxiliary head on stage 2, SyncBN.
 _base_ = ['mmseg::_base_/models/upernet_r50.py']
 custom_imports = dict(imports=['mmlk'], allow_failed_imports=False)
+# The official downstream runs keep the zero pattern of the sparse ImageNet weights fixed
+# (SLaK's sparse=True); with dense or no pretrained weights this hook logs it and trains dense.
+custom_hooks = [dict(type='mmlk.SparseTrainingHook', frozen=True)]
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     pretrained=None,  # mmseg's EncoderDecoder would inject a ResNet URL into the backbone

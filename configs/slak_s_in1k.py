@@ -1,0 +1,1 @@
+_base_ = ['./slak/slak-s_32xb128_in1k.py']
