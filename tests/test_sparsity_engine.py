@@ -257,3 +257,11 @@ def test_two_process_gloo_masks_identical(tmp_path):
     fresh = SparseEngine(select_sparse_targets(Net()), sparsity=0.5, init='uniform', seed=7)
     fresh.init_masks()
     assert any(not torch.equal(t.mask, m0[t.name]) for t in fresh.targets)
+
+
+def test_hook_rejects_bad_options_when_built():
+    from mmlk.engine.hooks import SparseTrainingHook
+    with pytest.raises(ValueError, match="unknown growth 'momentum'"):
+        SparseTrainingHook(growth='momentum')
+    with pytest.raises(ValueError, match='sparsity must be in'):
+        SparseTrainingHook(sparsity=1.5)

@@ -11,7 +11,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmlk.registry import HOOKS
-from ..sparsity import SparseEngine, select_sparse_targets
+from ..sparsity import SparseEngine, check_sparse_options, select_sparse_targets
 
 __all__ = ['SparseTrainingHook']
 
@@ -41,8 +41,9 @@ class SparseTrainingHook(Hook):
 
     Args:
         sparsity: global fraction of zero weights among the selected ones.
-        init: ``'snip'`` (one batch of gradients gives the layer-wise densities), ``'ERK'`` or
-            ``'uniform'``.
+        init: ``'snip'`` (one batch of gradients gives the layer-wise densities), ``'ERK'``,
+            ``'uniform'``, or ``'dense_pattern'`` (masks = the non-zeros of the loaded weights,
+            then updated as usual: the official ``--sparse_init resume``).
         growth: ``'random'`` or ``'gradient'`` (largest dense gradient magnitude).
         prune_rate: initial fraction of active weights exchanged per update.
         update_interval: optimizer steps between prune/grow updates.
@@ -82,8 +83,8 @@ class SparseTrainingHook(Hook):
             sparsity=sparsity, init='dense_pattern' if frozen else init, growth=growth,
             prune_rate=prune_rate, update_interval=0 if frozen else update_interval,
             final_prune_rate=final_prune_rate, dense_threshold=dense_threshold, seed=seed)
-        # Fail on bad names at config-build time, not after the first epoch's data loading.
-        self._check_args()
+        # Fail on bad values when the config is built, not after the data has loaded.
+        check_sparse_options(init, growth, sparsity, prune_rate)
         self.total_steps = total_steps
         self.selection = dict(scope=scope, only_large_kernels=only_large_kernels,
                               include=include, exclude=exclude, block_shapes=block_shapes)
@@ -93,13 +94,6 @@ class SparseTrainingHook(Hook):
         self._handle = None
         self._runner = None
         self._scalars: Optional[dict] = None
-
-    def _check_args(self) -> None:
-        init, growth = self.engine_args['init'], self.engine_args['growth']
-        if init not in ('snip', 'ERK', 'uniform', 'dense_pattern'):
-            raise ValueError(f"SparseTrainingHook init must be 'snip', 'ERK' or 'uniform', got {init!r}")
-        if growth not in ('random', 'gradient'):
-            raise ValueError(f"SparseTrainingHook growth must be 'random' or 'gradient', got {growth!r}")
 
     # ------------------------------------------------------------------ set-up
     @staticmethod

@@ -27,10 +27,25 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ['SparseTarget', 'SparseEngine', 'allocate_densities', 'cosine_prune_rate']
+__all__ = [
+    'SparseTarget', 'SparseEngine', 'allocate_densities', 'check_sparse_options',
+    'cosine_prune_rate'
+]
 
 _GROWTH = ('random', 'gradient')
 _INIT = ('snip', 'ERK', 'uniform', 'dense_pattern')
+
+
+def check_sparse_options(init: str, growth: str, sparsity: float, prune_rate: float) -> None:
+    """Raise a ValueError naming the accepted values for any unknown or out-of-range option."""
+    if init not in _INIT:
+        raise ValueError(f'unknown sparse init {init!r}; choose from {list(_INIT)}')
+    if growth not in _GROWTH:
+        raise ValueError(f'unknown growth {growth!r}; choose from {list(_GROWTH)}')
+    if not 0 <= sparsity < 1:
+        raise ValueError(f'sparsity must be in [0, 1), got {sparsity}')
+    if not 0 <= prune_rate < 1:
+        raise ValueError(f'prune_rate must be in [0, 1), got {prune_rate}')
 
 
 @dataclass
@@ -179,14 +194,7 @@ class SparseEngine:
                  final_prune_rate: float = 0.005,
                  dense_threshold: float = 0.99,
                  seed: int = 0) -> None:
-        if init not in _INIT:
-            raise ValueError(f'unknown sparse init {init!r}; choose from {list(_INIT)}')
-        if growth not in _GROWTH:
-            raise ValueError(f'unknown growth {growth!r}; choose from {list(_GROWTH)}')
-        if not 0 <= sparsity < 1:
-            raise ValueError(f'sparsity must be in [0, 1), got {sparsity}')
-        if not 0 <= prune_rate < 1:
-            raise ValueError(f'prune_rate must be in [0, 1), got {prune_rate}')
+        check_sparse_options(init, growth, sparsity, prune_rate)
         if not targets:
             raise ValueError('no parameter matched the sparse-training selection')
         self.targets = list(targets)
