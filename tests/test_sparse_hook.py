@@ -3,6 +3,7 @@ import textwrap
 
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from conftest import CONFIGS, TINY_BACKBONE, tiny_seg_config, write_config
@@ -209,3 +210,25 @@ def test_count_params_reports_sparse_numbers(tmp_path):
     assert stats['params'] == sum(p.numel() for p in backbone.parameters())
     assert stats['nonzero_params'] <= stats['params'] - zeros
     assert 0.4 < stats['sparse_macs'] / stats['dense_macs'] < 0.6
+
+
+def test_frozen_mode_on_dense_weights_trains_dense(tmp_path, demo_data):
+    # A random init of a full-size layer has a few exact zeros (trunc_normal of millions of
+    # values); that is not a sparsity pattern and must not stop training.
+    cfg = seg_config(tmp_path, demo_data, 'frozen=True', extra="""
+        model = dict(backbone=dict(arch=dict(_delete_=True, depths=[1, 1, 1, 1], dims=[8, 16, 32, 64])))
+        """)
+    cfg_obj = Config.fromfile(cfg)
+    cfg_obj.work_dir = str(tmp_path / 'w')
+    runner = Runner.from_cfg(cfg_obj)
+
+    class OddZeros(Hook):
+        def before_train(self, runner):  # after init_weights, before the sparse hook
+            with torch.no_grad():
+                runner.model.backbone.stages[0][0].pwconv1.weight[0, :3] = 0
+
+    runner.register_hook(OddZeros(), priority='HIGHEST')
+    runner.train()
+    hook = sparse_hook(runner)
+    assert hook.engine is None
+    assert torch.count_nonzero(runner.model.backbone.stages[0][0].pwconv1.weight) > 0

@@ -112,11 +112,14 @@ class SparseTrainingHook(Hook):
             self.engine.load_state_dict(self._saved_state)
             self.engine.apply()
             how = f'restored from the checkpoint at optimizer step {self.engine.step}'
-        elif self.frozen and not any(bool((t.param == 0).any()) for t in targets):
+        elif self.frozen and all(
+                float((t.param != 0).float().mean()) >= self.engine.dense_threshold
+                for t in targets):
             # Downstream configs freeze the zero pattern of sparse ImageNet weights; trained
-            # from scratch or from dense weights there is no pattern, and training is dense.
-            runner.logger.warning('SparseTrainingHook(frozen=True): the initial weights have no '
-                                  'zeros (no sparse checkpoint loaded); training dense.')
+            # from scratch or from dense weights there is no pattern (a random init has only
+            # the odd exact zero), and training is dense.
+            runner.logger.warning('SparseTrainingHook(frozen=True): the initial weights are '
+                                  'dense (no sparse checkpoint loaded); training dense.')
             self.engine = None
             return
         else:
