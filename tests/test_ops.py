@@ -88,7 +88,7 @@ def test_decomposed_kernel_keeps_official_names_and_shapes():
 
 @pytest.mark.parametrize('long_side,short_side,message', [
     (50, 5, 'odd positive'), (51, 4, 'odd positive'), (-3, 1, 'odd positive'),
-    (5, 5, 'smaller than the long'), (3, 5, 'smaller than the long')])
+    (5, 5, 'smaller than the large'), (3, 5, 'smaller than the large')])
 def test_kernel_size_errors(long_side, short_side, message):
     with pytest.raises(ValueError, match=message):
         DecomposedLargeKernelConv(4, long_side, short_side)

@@ -68,7 +68,7 @@ def test_gap_before_final_norm_returns_vectors():
     (dict(arch=dict(depths=[1, 1, 1, 1])), ValueError, 'missing'),
     (dict(kernel_size=(51, 49, 47, 12, 5)), ValueError, 'odd positive'),
     (dict(kernel_size=(51, 49, 47, 13, 0)), ValueError, 'odd positive'),
-    (dict(kernel_size=(51, 49, 47, 5, 5)), ValueError, 'smaller than the long'),
+    (dict(kernel_size=(51, 49, 47, 5, 5)), ValueError, 'smaller than the large'),
     (dict(kernel_size=(51, 49, 47, 13)), ValueError, 'short side'),
     (dict(out_indices=(0, 4)), ValueError, 'out of range'),
     (dict(out_indices=(-5, )), ValueError, 'out of range'),

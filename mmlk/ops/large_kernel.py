@@ -1,8 +1,14 @@
-"""SLaK's decomposed large-kernel depthwise convolution.
+"""Large depthwise kernels with parallel small-kernel branches, re-parameterisable.
 
-Liu et al., "More ConvNets in the 2020s: Scaling up Kernels Beyond 51x51 using Sparsity",
-ICLR 2023. An M x M depthwise kernel is replaced by an M x N ("tall") and an N x M ("wide")
-depthwise kernel plus an N x N one, each followed by its own BN, summed.
+* :class:`ReparamLargeKernelConv` — RepLKNet (Ding et al., "Scaling Up Your Kernels to 31x31",
+  CVPR 2022): a K x K depthwise conv-BN plus a parallel k x k one, merged into one biased
+  K x K conv for deployment.
+* :class:`DecomposedLargeKernelConv` — SLaK (Liu et al., "More ConvNets in the 2020s: Scaling
+  up Kernels Beyond 51x51 using Sparsity", ICLR 2023): an M x M kernel replaced by an M x N
+  ("tall") and an N x M ("wide") depthwise kernel plus an N x N one, each with its own BN.
+
+Both merge through :mod:`mmlk.ops.reparam` and run on channels-last data (see
+:func:`to_depthwise_layout`).
 """
 from typing import Optional
 
@@ -11,7 +17,19 @@ from torch import Tensor, nn
 
 from .reparam import ConvBN, merge_branches
 
-__all__ = ['DecomposedLargeKernelConv', 'check_kernel_pair']
+__all__ = ['DecomposedLargeKernelConv', 'ReparamLargeKernelConv', 'check_kernel_pair',
+           'to_depthwise_layout']
+
+
+def to_depthwise_layout(x: Tensor) -> Tensor:
+    """Return ``x`` channels-last (a no-op when it already is).
+
+    oneDNN's CPU depthwise convolution is 3-4x faster on channels-last data for SLaK's M x 5 /
+    5 x M kernels and 7-10x for RepLKNet's 13x13...31x31 ones (benchmarks/bench_slak.py,
+    benchmarks/bench_replknet.py). The following 1x1 convs, BNs and ConvNeXt's NHWC linears
+    keep or want that layout, so a backbone pays the copy once, at its first large kernel.
+    """
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def check_kernel_pair(long_side: int, short_side: int) -> None:
@@ -20,12 +38,12 @@ def check_kernel_pair(long_side: int, short_side: int) -> None:
     Odd sizes make "same" padding exact and centred, which the decomposition and its
     re-parameterisation rely on.
     """
-    for name, k in (('long kernel side', long_side), ('short kernel side', short_side)):
+    for name, k in (('large kernel', long_side), ('small kernel', short_side)):
         if not isinstance(k, int) or k <= 0 or k % 2 == 0:
             raise ValueError(f'{name} must be an odd positive int (e.g. 51, 13, 5), got {k!r}')
     if short_side >= long_side:
-        raise ValueError(f'the short kernel side ({short_side}) must be smaller than the long '
-                         f'side ({long_side}); SLaK uses e.g. long 51 with short 5')
+        raise ValueError(f'the small kernel ({short_side}) must be smaller than the large one '
+                         f'({long_side}); e.g. SLaK uses 51 with 5, RepLKNet 31 with 5')
 
 
 class DecomposedLargeKernelConv(nn.Module):
@@ -71,10 +89,7 @@ class DecomposedLargeKernelConv(nn.Module):
                                      norm_cfg=norm_cfg)
 
     def forward(self, x: Tensor) -> Tensor:
-        # oneDNN's depthwise conv is 3-4x faster on channels-last data for these tall/wide
-        # kernels on CPU (benchmarks/bench_slak.py); the ConvNeXt block permutes to NHWC right
-        # after, for which channels-last is already the right layout. A no-op if it already is.
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = to_depthwise_layout(x)
         if self.deploy:
             return self.tall_conv(x) + self.wide_conv(x)
         return self.LoRA1(x) + self.LoRA2(x) + self.small_conv(x)
@@ -84,13 +99,8 @@ class DecomposedLargeKernelConv(nn.Module):
             return
         tall = merge_branches([self.LoRA1.fuse(), self.small_conv.fuse()],
                               size=(self.kernel_size, self.small_kernel))
-        wide = self.LoRA2.fuse()
-        self.tall_conv = _depthwise(self.channels, tall[0].shape[-2:], bias=True)
-        self.wide_conv = _depthwise(self.channels, wide[0].shape[-2:], bias=True)
-        for conv, (kernel, bias) in ((self.tall_conv, tall), (self.wide_conv, wide)):
-            conv.to(kernel.device, kernel.dtype)
-            conv.weight.data.copy_(kernel.detach())
-            conv.bias.data.copy_(bias.detach())
+        self.tall_conv = _depthwise_from(*tall)
+        self.wide_conv = _depthwise_from(*self.LoRA2.fuse())
         del self.LoRA1, self.LoRA2, self.small_conv
         self.deploy = True
 
@@ -99,7 +109,83 @@ class DecomposedLargeKernelConv(nn.Module):
                 f'deploy={self.deploy}')
 
 
+class ReparamLargeKernelConv(nn.Module):
+    """Depthwise ``K x K`` conv-BN with a parallel ``k x k`` conv-BN, summed (RepLKNet, CVPR 2022).
+
+    Child names follow the official module (``lkb_origin`` and ``small_conv``, each with
+    ``conv``/``bn``; ``lkb_reparam`` in the deploy form), so official and mmpretrain checkpoints
+    of both forms load without renaming. ``small_kernel=None`` is RepLKNet-XL's single branch.
+
+    ``switch_to_deploy()`` folds both BNs and adds the zero-padded small kernel into the large
+    one (:func:`mmlk.ops.merge_branches`), leaving one biased depthwise ``K x K`` conv that
+    computes the same function in eval mode.
+
+    Args:
+        channels: number of input (= output) channels.
+        kernel_size: the large kernel ``K`` (odd).
+        small_kernel: the parallel kernel ``k`` (odd, < ``K``) or None for no parallel branch.
+        norm_cfg: norm after each branch.
+        deploy: build the merged single-conv form directly.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 kernel_size: int,
+                 small_kernel: Optional[int] = 5,
+                 norm_cfg: Optional[dict] = dict(type='BN'),
+                 deploy: bool = False) -> None:
+        super().__init__()
+        if small_kernel is None:
+            check_kernel_pair(kernel_size, 1)
+        else:
+            check_kernel_pair(kernel_size, small_kernel)
+        self.channels = channels
+        self.kernel_size = kernel_size
+        self.small_kernel = small_kernel
+        self.deploy = deploy
+        if deploy:
+            self.lkb_reparam = _depthwise(channels, (kernel_size, kernel_size), bias=True)
+        else:
+            self.lkb_origin = ConvBN(channels, channels, kernel_size, groups=channels,
+                                     norm_cfg=norm_cfg)
+            if small_kernel is not None:
+                self.small_conv = ConvBN(channels, channels, small_kernel, groups=channels,
+                                         norm_cfg=norm_cfg)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = to_depthwise_layout(x)
+        if self.deploy:
+            return self.lkb_reparam(x)
+        out = self.lkb_origin(x)
+        if self.small_kernel is not None:
+            out = out + self.small_conv(x)
+        return out
+
+    def switch_to_deploy(self) -> None:
+        if self.deploy:
+            return
+        branches = [self.lkb_origin.fuse()]
+        if self.small_kernel is not None:
+            branches.append(self.small_conv.fuse())
+            del self.small_conv
+        self.lkb_reparam = _depthwise_from(*merge_branches(branches))
+        del self.lkb_origin
+        self.deploy = True
+
+    def extra_repr(self) -> str:
+        return (f'channels={self.channels}, kernel_size={self.kernel_size}, '
+                f'small_kernel={self.small_kernel}, deploy={self.deploy}')
+
+
 def _depthwise(channels: int, kernel_size, bias: bool) -> nn.Conv2d:
     kh, kw = kernel_size
     return nn.Conv2d(channels, channels, (kh, kw), padding=(kh // 2, kw // 2), groups=channels,
                      bias=bias)
+
+
+def _depthwise_from(kernel: Tensor, bias: Tensor) -> nn.Conv2d:
+    """A biased "same"-padded depthwise conv holding a merged ``(kernel, bias)``."""
+    conv = _depthwise(kernel.shape[0], kernel.shape[-2:], bias=True).to(kernel.device, kernel.dtype)
+    conv.weight.data.copy_(kernel.detach())
+    conv.bias.data.copy_(bias.detach())
+    return conv

@@ -12,7 +12,7 @@ branches and deploy them as fewer biased convolutions. Two exact identities do a
 from typing import Iterable, Optional, Sequence, Tuple
 
 import torch
-from mmcv.cnn import build_norm_layer
+from mmcv.cnn import build_activation_layer, build_norm_layer
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -85,11 +85,13 @@ def merge_branches(branches: Iterable[Tuple[Tensor, Tensor]],
 
 
 class ConvBN(nn.Module):
-    """A bias-free conv followed by a norm layer, with children named ``conv`` and ``bn``.
+    """A bias-free conv followed by a norm layer (and optionally an activation), with children
+    named ``conv``, ``bn`` and ``nonlinear``.
 
-    The child names are those of the official RepLKNet/SLaK ``conv_bn`` Sequential, so their
-    checkpoints map onto this module without renaming. ``norm_cfg=None`` builds the conv alone
-    (with a bias when ``bias_without_norm``).
+    The child names are those of the official RepLKNet/SLaK ``conv_bn``/``conv_bn_relu``
+    Sequentials, so their checkpoints map onto this module without renaming. ``norm_cfg=None``
+    builds the conv alone (with a bias when ``bias_without_norm``). :meth:`fuse` covers the
+    conv and norm only; the activation stays outside the re-parameterised part.
     """
 
     def __init__(self,
@@ -101,6 +103,7 @@ class ConvBN(nn.Module):
                  groups: int = 1,
                  dilation=1,
                  norm_cfg: Optional[dict] = dict(type='BN'),
+                 act_cfg: Optional[dict] = None,
                  bias_without_norm: bool = True) -> None:
         super().__init__()
         kh, kw = _pair(kernel_size)
@@ -113,10 +116,13 @@ class ConvBN(nn.Module):
             self.bn = build_norm_layer(norm_cfg, out_channels)[1]
         else:
             self.bn = None
+        self.nonlinear = build_activation_layer(act_cfg) if act_cfg is not None else None
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(x)
-        return x if self.bn is None else self.bn(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        return x if self.nonlinear is None else self.nonlinear(x)
 
     def fuse(self) -> Tuple[Tensor, Tensor]:
         """The ``(kernel, bias)`` of one conv equivalent to this conv+norm in eval mode."""

@@ -14,15 +14,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
-from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmlk.ops import LayerNorm2d, switch_to_deploy
-from ..utils.checkpoint import (load_checkpoint_file, load_state_dict_checked, strip_prefix,
-                                unwrap_state_dict)
+from mmlk.ops import LayerNorm2d
+from .base import LargeKernelBackbone
 
 __all__ = ['ConvNeXtBlock', 'ConvNeXtSkeleton', 'resolve_arch']
 
@@ -93,7 +90,7 @@ class ConvNeXtBlock(BaseModule):
         return x + self._residual(x)
 
 
-class ConvNeXtSkeleton(BaseModule):
+class ConvNeXtSkeleton(LargeKernelBackbone):
     """ConvNeXt macro design (stem, 4 stages, LN + 2x2 downsampling) with a pluggable mixer.
 
     Subclasses decide depths, widths and the mixer; this class owns the downstream API shared
@@ -178,21 +175,6 @@ class ConvNeXtSkeleton(BaseModule):
             self.add_module(f'norm{i}', LayerNorm2d(dims[i]))
         self._freeze_stages()
 
-    # ------------------------------------------------------------------ construction helpers
-    def _check_out_indices(self, out_indices) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        if not isinstance(out_indices, Sequence) or not out_indices:
-            raise TypeError(f'out_indices must be an int or a non-empty sequence, got {out_indices!r}')
-        resolved = []
-        for index in out_indices:
-            if not -self.num_stages <= index < self.num_stages:
-                raise ValueError(f'out_indices entry {index} is out of range: the backbone has '
-                                 f'{self.num_stages} stages (valid: 0..{self.num_stages - 1} or '
-                                 f'-{self.num_stages}..-1)')
-            resolved.append(index % self.num_stages)
-        return tuple(sorted(set(resolved)))
-
     @property
     def out_channels(self) -> List[int]:
         """Channels of each returned feature, for neck/head ``in_channels``."""
@@ -220,19 +202,6 @@ class ConvNeXtSkeleton(BaseModule):
                 module.eval()
                 for param in module.parameters():
                     param.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'ConvNeXtSkeleton':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for module in self.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
-        return self
-
-    def switch_to_deploy(self) -> None:
-        """Re-parameterise every mixer into its inference form (exact in eval mode)."""
-        switch_to_deploy(self)
 
     # ------------------------------------------------------------------ layer-wise LR decay
     @property
@@ -280,15 +249,7 @@ class ConvNeXtSkeleton(BaseModule):
         return int(name.split('.')[1]) + 1, num_layers
 
     # ------------------------------------------------------------------ initialisation
-    def init_weights(self) -> None:
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
-            self.load_pretrained(self.init_cfg['checkpoint'], prefix=self.init_cfg.get(
-                'prefix', 'backbone.'))
-            self._is_init = True
-            return
-        if self.init_cfg is not None:
-            super().init_weights()
-            return
+    def _default_init(self) -> None:
         # The official initialisation: truncated normal convs/linears, zero biases.
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -305,28 +266,10 @@ class ConvNeXtSkeleton(BaseModule):
                           for k, v in state_dict.items()}
         return state_dict
 
-    def load_pretrained(self, checkpoint: str, prefix: str = 'backbone.') -> None:
-        """Load an official or mmlk checkpoint into this backbone, strictly.
+    def _may_miss(self, key: str) -> bool:
+        # An ImageNet checkpoint has no output norms for detection/segmentation outputs.
+        return re.match(r'norm\d\.', key) is not None
 
-        Every backbone tensor must be present with the right shape, except the output norms
-        ``norm{i}`` (an ImageNet checkpoint has none for detection/segmentation outputs). The
-        classifier head and the ImageNet final norm of a dense-prediction backbone are unused
-        and reported. A shape mismatch (another arch or kernel size) raises before anything is
-        loaded.
-        """
-        logger = MMLogger.get_current_instance()
-        try:
-            loaded = load_checkpoint_file(checkpoint)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(
-                f'{err}. {type(self).__name__} init_cfg asks for pretrained weights: download the '
-                'official ImageNet checkpoint (README, "Model zoo") to that path, or set '
-                'model.backbone.init_cfg=None to train from scratch.') from None
-        state = unwrap_state_dict(loaded)
-        state = self.convert_official_keys(strip_prefix(state, prefix))
-        logger.info(f'{type(self).__name__}: loading {checkpoint}')
-        load_state_dict_checked(
-            self, state,
-            allowed_missing=lambda k: re.match(r'norm\d\.', k) is not None,
-            ignored_unexpected=lambda k: k.startswith(('head.', 'norm.')),
-            logger=logger)
+    def _may_ignore(self, key: str) -> bool:
+        # The classifier head and the ImageNet final norm of a dense-prediction backbone.
+        return key.startswith(('head.', 'norm.'))

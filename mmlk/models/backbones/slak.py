@@ -66,7 +66,3 @@ class SLaK(ConvNeXtSkeleton):
                                              norm_cfg=norm_cfg, deploy=deploy)
 
         super().__init__(arch['depths'], dims, mixer, **kwargs)
-
-    def switch_to_deploy(self) -> None:
-        super().switch_to_deploy()
-        self.deploy = True

@@ -1,0 +1,132 @@
+"""What every mmlk backbone shares: the downstream API of mmpretrain/mmdet/mmseg backbones.
+
+``out_indices`` validation, ``frozen_stages`` + ``norm_eval`` applied on every ``train()``,
+``switch_to_deploy`` for re-parameterisable blocks, and a ``Pretrained`` init that reads
+official checkpoint containers and refuses checkpoints that do not fit (mmengine's own
+``Pretrained`` init loads with ``strict=False`` and would load an official ``{'model': ...}``
+file as nothing but a warning).
+"""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmlk.ops import switch_to_deploy
+from ..utils.checkpoint import (CheckpointMismatchError, load_checkpoint_file, load_state_dict_checked, strip_prefix,
+                                unwrap_state_dict)
+
+__all__ = ['LargeKernelBackbone']
+
+
+class LargeKernelBackbone(BaseModule):
+    """Base class of mmlk's backbones (not registered; subclasses build the network).
+
+    Subclasses set ``num_stages``, call :meth:`_check_out_indices` in their constructor, and
+    override:
+
+    * :meth:`_freeze_stages` — put the frozen part in eval mode without gradients;
+    * :meth:`_default_init` — the official initialisation when ``init_cfg`` is None;
+    * :meth:`convert_official_keys`, :meth:`_may_miss` and :meth:`_may_ignore` — how an
+      official checkpoint's keys map onto the module, which module tensors a checkpoint may
+      lack (kept at their initialisation) and which checkpoint tensors have no place here.
+    """
+
+    num_stages = 4
+
+    def __init__(self, init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.norm_eval = False
+
+    # ------------------------------------------------------------------ construction helpers
+    def _check_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not isinstance(out_indices, Sequence) or not out_indices:
+            raise TypeError(f'out_indices must be an int or a non-empty sequence, got {out_indices!r}')
+        resolved = []
+        for index in out_indices:
+            if not -self.num_stages <= index < self.num_stages:
+                raise ValueError(f'out_indices entry {index} is out of range: the backbone has '
+                                 f'{self.num_stages} stages (valid: 0..{self.num_stages - 1} or '
+                                 f'-{self.num_stages}..-1)')
+            resolved.append(index % self.num_stages)
+        return tuple(sorted(set(resolved)))
+
+    # ------------------------------------------------------------------ train state
+    def _freeze_stages(self) -> None:
+        """Set the frozen part to eval mode and stop its gradients (nothing by default)."""
+
+    def train(self, mode: bool = True) -> 'LargeKernelBackbone':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    def switch_to_deploy(self) -> None:
+        """Re-parameterise every reparameterisable block into its inference form (exact in
+        eval mode); the backbone's ``deploy`` flag then says so, for saving a deploy config."""
+        switch_to_deploy(self)
+        if hasattr(self, 'deploy'):
+            self.deploy = True
+
+    # ------------------------------------------------------------------ initialisation
+    def init_weights(self) -> None:
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+            self.load_pretrained(self.init_cfg['checkpoint'],
+                                 prefix=self.init_cfg.get('prefix', 'backbone.'))
+            self._is_init = True
+            return
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        self._default_init()
+
+    def _default_init(self) -> None:
+        """The official initialisation, used when ``init_cfg`` is None (PyTorch's defaults)."""
+
+    def convert_official_keys(self, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Rename an official checkpoint's keys to this module's (identity by default)."""
+        return state_dict
+
+    def _may_miss(self, key: str) -> bool:
+        """True for module tensors a compatible checkpoint may lack (e.g. output norms)."""
+        return False
+
+    def _may_ignore(self, key: str) -> bool:
+        """True for checkpoint tensors a backbone has no place for (e.g. a classifier head)."""
+        return key.startswith('head.')
+
+    def load_pretrained(self, checkpoint: str, prefix: str = 'backbone.') -> None:
+        """Load an official or mmlk checkpoint into this backbone, strictly.
+
+        Every backbone tensor must be present with the right shape, except those
+        :meth:`_may_miss` allows; checkpoint tensors :meth:`_may_ignore` names are reported as
+        unused. A shape mismatch (another arch or kernel size) or a missing tensor raises before
+        anything is loaded.
+        """
+        logger = MMLogger.get_current_instance()
+        try:
+            loaded = load_checkpoint_file(checkpoint)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(
+                f'{err}. {type(self).__name__} init_cfg asks for pretrained weights: download the '
+                'official ImageNet checkpoint (README, "Model zoo") to that path, or set '
+                'model.backbone.init_cfg=None to train from scratch.') from None
+        state = unwrap_state_dict(loaded)
+        state = self.convert_official_keys(strip_prefix(state, prefix))
+        logger.info(f'{type(self).__name__}: loading {checkpoint}')
+        try:
+            load_state_dict_checked(self, state, allowed_missing=self._may_miss,
+                                    ignored_unexpected=self._may_ignore, logger=logger)
+        except CheckpointMismatchError as err:
+            if getattr(self, 'deploy', False):
+                raise CheckpointMismatchError(
+                    f'{err}\n{type(self).__name__} is built with deploy=True (merged kernels); a '
+                    'training-form checkpoint loads with deploy=False, and tools/reparameterize.py '
+                    'turns it into a deploy checkpoint.') from None
+            raise
