@@ -1,4 +1,6 @@
+from .base import LargeKernelBackbone
 from .convnext_skeleton import ConvNeXtBlock, ConvNeXtSkeleton
+from .replknet import RepLKNet
 from .slak import SLaK
 
-__all__ = ['ConvNeXtBlock', 'ConvNeXtSkeleton', 'SLaK']
+__all__ = ['ConvNeXtBlock', 'ConvNeXtSkeleton', 'LargeKernelBackbone', 'RepLKNet', 'SLaK']
