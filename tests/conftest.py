@@ -15,28 +15,42 @@ CONFIGS = osp.join(REPO, 'configs')
 # width factor: [10, 20, 41, 83].
 TINY_ARCH = dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64])
 TINY_DIMS = [10, 20, 41, 83]
+# A RepLKNet with the official kernels and small kernel/dw_ratio of its variant; 17 block pairs
+# in stage 2 keep the official 14 layer-decay ids (num_layers=12 in the configs).
+TINY_REPLKNET = dict(layers=[1, 1, 17, 1], channels=[8, 16, 32, 64])
 
 
-def tiny_model_overrides(cfg) -> None:
-    """Shrink a loaded mmlk config's model in place (backbone + matching head widths)."""
+def tiny_model_overrides(cfg) -> list:
+    """Shrink a loaded mmlk config's model in place (backbone + matching head widths) and
+    return the backbone's output widths."""
     model = cfg.model
-    # Deep variants keep > 9 blocks in stage 2 so their layer-decay ids (12) stay valid.
-    deep = model.backbone.get('arch') in ('small', 'base', 'large')
-    model.backbone.arch = dict(TINY_ARCH, depths=[1, 1, 10, 1]) if deep else TINY_ARCH
-    model.backbone.init_cfg = None
-    if model.backbone.get('norm_cfg', {}).get('type') == 'SyncBN':
-        model.backbone.norm_cfg = dict(type='BN', requires_grad=True)
+    backbone = model.backbone
+    if backbone.type == 'mmlk.RepLKNet':
+        from mmlk.models.backbones import RepLKNet
+        arch = backbone.get('arch', '31B')
+        arch = RepLKNet.arch_zoo[arch] if isinstance(arch, str) else arch
+        backbone.arch = dict(arch, **TINY_REPLKNET)
+        dims = TINY_REPLKNET['channels']
+    else:
+        # Deep variants keep > 9 blocks in stage 2 so their layer-decay ids (12) stay valid.
+        deep = backbone.get('arch') in ('small', 'base', 'large')
+        backbone.arch = dict(TINY_ARCH, depths=[1, 1, 10, 1]) if deep else TINY_ARCH
+        dims = TINY_DIMS
+    backbone.init_cfg = None
+    if backbone.get('norm_cfg', {}).get('type') == 'SyncBN':
+        backbone.norm_cfg = dict(type='BN', requires_grad=True)
     if 'neck' in model and model.neck is not None and 'in_channels' in model.neck:
-        model.neck.in_channels = TINY_DIMS
+        model.neck.in_channels = dims
     if 'decode_head' in model:
-        model.decode_head.in_channels = TINY_DIMS
+        model.decode_head.in_channels = dims
         model.decode_head.channels = 16
-        model.auxiliary_head.in_channels = TINY_DIMS[2]
+        model.auxiliary_head.in_channels = dims[2]
         model.auxiliary_head.channels = 8
     if model.get('type') == 'ImageClassifier':
-        model.head.in_channels = TINY_DIMS[-1]
+        model.head.in_channels = dims[-1]
     _shrink_rcnn_sampling(model.get('train_cfg'))
     _shrink_rcnn_sampling(model.get('test_cfg'))
+    return dims
 
 
 def _shrink_rcnn_sampling(cfg) -> None:

@@ -9,18 +9,34 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from conftest import CONFIGS, TINY_DIMS, tiny_model_overrides
+from conftest import CONFIGS, tiny_model_overrides
 
 ALL_CONFIGS = sorted(
     osp.relpath(p, CONFIGS) for p in glob.glob(f'{CONFIGS}/**/*.py', recursive=True)
     if '_base_' not in p)
 
 
+def alias_target(config: str):
+    """The config a flat entry point (comments + one ``_base_``) stands for, else None."""
+    lines = [line for line in open(osp.join(CONFIGS, config)).read().splitlines()
+             if line.strip() and not line.startswith('#')]
+    if len(lines) == 1 and lines[0].startswith('_base_ = ['):
+        return osp.normpath(osp.join(osp.dirname(config), lines[0].split("'")[1]))
+    return None
+
+
+ALIASES = [c for c in ALL_CONFIGS if alias_target(c)]
+TRAINED_CONFIGS = [c for c in ALL_CONFIGS if not alias_target(c)]
+
+
 def test_config_inventory():
     for required in ('upernet_slak_t_ade20k.py', 'upernet_slak_s_ade20k.py',
                      'upernet_slak_b_ade20k.py', 'faster_rcnn_slak_t_voc0712.py',
                      'cascade_mask_rcnn_slak_t_coco.py', 'mask_rcnn_slak_t_coco.py',
-                     'slak_t_in1k.py'):
+                     'slak_t_in1k.py', 'upernet_replknet_31b_ade20k.py',
+                     'upernet_replknet_31l_ade20k.py', 'upernet_replknet_xl_ade20k.py',
+                     'cascade_mask_rcnn_replknet_31b_coco.py', 'faster_rcnn_replknet_31b_voc0712.py',
+                     'replknet_31b_in1k.py', 'replknet_31b_in1k_deploy.py'):
         assert required in ALL_CONFIGS
 
 
@@ -50,11 +66,19 @@ def cls_batch():
                 data_samples=[DataSample().set_gt_label(3), DataSample().set_gt_label(7)])
 
 
-@pytest.mark.parametrize('config', ALL_CONFIGS)
+@pytest.mark.parametrize('config', ALIASES)
+def test_entry_point_equals_its_target(config):
+    target = alias_target(config)
+    assert target in TRAINED_CONFIGS, f'{config} points at {target}, which does not exist'
+    alias = Config.fromfile(osp.join(CONFIGS, config)).to_dict()
+    assert alias == Config.fromfile(osp.join(CONFIGS, target)).to_dict()
+
+
+@pytest.mark.parametrize('config', TRAINED_CONFIGS)
 def test_config_builds_and_trains_one_step(config):
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     scope = cfg.default_scope
-    tiny_model_overrides(cfg)
+    dims = tiny_model_overrides(cfg)
     init_default_scope(scope)
     if scope == 'mmseg':
         from mmseg.registry import MODELS
@@ -71,10 +95,10 @@ def test_config_builds_and_trains_one_step(config):
         # as Runner.from_cfg does: mmpretrain configs keep the preprocessor at top level
         cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
         batch = cls_batch()
-    assert cfg.model.backbone.type == 'mmlk.SLaK'
+    assert cfg.model.backbone.type in ('mmlk.SLaK', 'mmlk.RepLKNet')
     model = MODELS.build(cfg.model)
     model.init_weights()
-    assert model.backbone.out_channels[-1] == TINY_DIMS[-1]
+    assert model.backbone.out_channels[-1] == dims[-1]
     # The config's own optimiser and constructor, in fp32 (AmpOptimWrapper needs a GPU).
     wrapper_cfg = cfg.optim_wrapper.copy()
     wrapper_cfg.type = 'OptimWrapper'

@@ -136,30 +136,47 @@ def load_state_dict_checked(module: nn.Module,
     return missing, unexpected
 
 
-def convert_to_mmlk(state_dict: Mapping[str, Tensor],
-                    backbone: nn.Module,
+def convert_to_mmlk(checkpoint: Mapping,
+                    build_backbone: Callable[[Dict[str, Tensor], bool], nn.Module],
+                    use_ema: bool = False,
                     head_renames: Mapping[str, str] = {'head.': 'head.fc.'},
-                    rename: Callable[[Dict[str, Tensor]], Dict[str, Tensor]] = lambda s: s,
                     ) -> Tuple['OrderedDict[str, Tensor]', List[str]]:
-    """Map an official backbone(+head) state dict onto an mmlk model's keys, strictly.
+    """Map an official checkpoint onto mmlk model keys, strictly.
 
-    ``backbone`` is an mmlk backbone built with the architecture the checkpoint should have;
-    every one of its tensors must be found with the same shape (else
-    :class:`CheckpointMismatchError` names the keys and both shapes). Backbone keys get the
-    ``backbone.`` prefix and head keys are renamed by ``head_renames`` (official ``head.`` is
-    mmpretrain's ``head.fc.``), so the result loads into ``ImageClassifier`` and, through a
+    Two layouts are recognised:
+
+    * an ImageNet file (raw, ``{'model': ...}`` or ``{'module': ...}``): backbone keys at top
+      level and a classifier ``head.*``, renamed by ``head_renames`` (mmpretrain's
+      ``head.fc.``);
+    * a packed model (mmseg 0.x / mmdet 2.x, mmpretrain, mmlk): ``backbone.*`` plus head/neck
+      keys, which pass through unchanged (OpenMMLab 2.x kept the UPerHead/FCNHead/FPN/RoI-head
+      parameter names).
+
+    ``build_backbone(backbone_state, is_classifier)`` returns the mmlk backbone the checkpoint
+    should fit; its ``convert_official_keys`` renames backbone keys, and every one of its
+    tensors must then be found with the same shape, else :class:`CheckpointMismatchError` names
+    the keys and both shapes. The result loads into an ``ImageClassifier`` or, through a
     ``Pretrained`` init with ``prefix='backbone.'``, into any detector or segmentor.
 
-    Returns ``(converted, unused_keys)``; unused keys are reported, never silently written.
+    Returns ``(converted, unused_keys)``; unused backbone keys are reported, never written.
     """
-    heads = {k: v for k, v in state_dict.items() if k.startswith(tuple(head_renames))}
-    body = rename({k: v for k, v in state_dict.items() if k not in heads})
+    state = unwrap_state_dict(checkpoint, use_ema=use_ema)
+    if any(k.startswith('backbone.') for k in state):
+        body = strip_prefix(state, 'backbone.')
+        others = OrderedDict((k, v) for k, v in state.items() if not k.startswith('backbone.'))
+    else:
+        others = OrderedDict()
+        for key, value in state.items():
+            for old, new in head_renames.items():
+                if key.startswith(old):
+                    others[new + key[len(old):]] = value
+                    break
+        body = OrderedDict((k, v) for k, v in state.items()
+                           if not k.startswith(tuple(head_renames)))
+    backbone = build_backbone(body, any(k.startswith('head.') for k in others))
+    body = backbone.convert_official_keys(body)
     _, unexpected = compare_state_dicts(backbone.state_dict(), body)
     converted = OrderedDict(
         ('backbone.' + k, v) for k, v in body.items() if k not in set(unexpected))
-    for key, value in heads.items():
-        for old, new in head_renames.items():
-            if key.startswith(old):
-                converted[new + key[len(old):]] = value
-                break
+    converted.update(others)
     return converted, unexpected

@@ -1,0 +1,46 @@
+"""Convert an official RepLKNet checkpoint (DingXiaoH/RepLKNet-pytorch) into an mmlk checkpoint.
+
+    python tools/model_converters/replknet_to_mmlk.py RepLKNet-31B_ImageNet-1K_224.pth \
+        checkpoints/replknet-31b_in1k_mmlk.pth --arch 31B
+
+Accepts the ImageNet files (raw state dicts, or under ``model``/``module``), the official mmseg
+0.x / mmdet 2.x downstream checkpoints (``{'state_dict': {'backbone.*': ..., heads}}``, heads
+kept as they are) and mmpretrain's converted files. Training-form and re-parameterised
+(``lkb_reparam``) checkpoints are both recognised, as are XL downstream models with a BN on
+every output (``stages.*.norm``). The classification BN ``norm.*`` becomes
+``backbone.stages.3.norm.*`` and ``head.*`` becomes ``head.fc.*`` (mmpretrain's layout), so the
+result loads into ``configs/replknet_31b_in1k.py`` and as a ``Pretrained`` backbone init.
+
+Every backbone tensor is checked against an ``mmlk.RepLKNet`` of the given arch: a checkpoint
+of another arch is refused with the offending keys and both shapes named, before anything is
+written.
+"""
+import os.path as osp
+import re
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from mmlk.models.backbones import RepLKNet  # noqa: E402
+from mmlk.utils.converter_cli import converter_parser, run_converter  # noqa: E402
+
+
+def main() -> None:
+    parser = converter_parser(__doc__)
+    parser.add_argument('--arch', default='31B', choices=sorted(RepLKNet.arch_zoo))
+    args = parser.parse_args()
+
+    def build(state, classification: bool) -> RepLKNet:
+        deploy = any('.lkb_reparam.' in k for k in state)
+        if classification:
+            return RepLKNet(args.arch, out_indices=(3, ), final_norm=True, deploy=deploy)
+        # Output norms exist only in official XL downstream models (norm_intermediate_features).
+        with_norms = any(re.match(r'stages\.\d\.norm\.', k) for k in state)
+        return RepLKNet(args.arch, out_indices=(0, 1, 2, 3), deploy=deploy,
+                        norm_intermediate_features=with_norms)
+
+    run_converter(args, build, f'RepLKNet-{args.arch}', dict(arch=args.arch))
+
+
+if __name__ == '__main__':
+    main()
