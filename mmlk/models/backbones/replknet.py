@@ -19,7 +19,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from mmlk.ops import ConvBN, ReparamLargeKernelConv
+from mmlk.ops import ConvBN, ReparamLargeKernelConv, to_depthwise_layout
 from mmlk.registry import MODELS
 from .base import LargeKernelBackbone
 from .convnext_skeleton import resolve_arch
@@ -251,7 +251,9 @@ class RepLKNet(LargeKernelBackbone):
         return [self.channels[i] for i in self.out_indices]
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        x = self.stem[0](x)
+        # Channels-last from the start: the residual adds take the layout of their first
+        # operand, so converting only at the large kernels would copy twice in every block.
+        x = self.stem[0](to_depthwise_layout(x))
         for layer in self.stem[1:]:
             x = _checkpointed(layer, x, self.with_cp)
         outs = []

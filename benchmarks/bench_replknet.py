@@ -1,0 +1,112 @@
+"""RepLKNet-31B on CPU at 1x3x512x512, in one process: training form vs deploy form, and
+mmlk vs mmpretrain's RepLKNet on the same weights.
+
+    python benchmarks/bench_replknet.py [--size 512] [--repeats 9] [--threads N]
+
+Issue targets: the deploy form is faster than the training form (ratio < 1), and mmlk is not
+slower than mmpretrain (ratio <= 1) with the same outputs. mmpretrain's module names equal
+ours, so its state dict loads into ``mmlk.RepLKNet(final_norm=True)`` as it is; the largest
+relative difference of the two outputs is printed.
+
+The deploy form merges only the large-kernel branches (the official ``small_kernel_merged``
+layout, so official deploy checkpoints load); on channels-last data the 5x5 branch and its
+BN are cheap, so the gain is small. mmcv's ``fuse_conv_bn`` (the ``--fuse-conv-bn`` of the
+mmdet/mmseg test scripts) folds the remaining conv-BN pairs of ``mmlk.ops.ConvBN`` as well and
+is measured too.
+
+Why mmlk is faster than mmpretrain: oneDNN's CPU depthwise convolution is 7-10x faster on channels-last data
+for 13x13...31x31 kernels (the "single layer" rows measure one 31x31 layer both ways). mmlk's
+large-kernel op makes its input channels-last; every later conv, BN and the residual adds keep
+that layout, so the copy is paid once per network, not per block.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+
+import copy  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from timing import interleaved_medians, machine_summary, pin_threads, report  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--size', type=int, default=512)
+    parser.add_argument('--repeats', type=int, default=9)
+    parser.add_argument('--threads', type=int, default=0)
+    args = parser.parse_args()
+    pin_threads(args.threads)
+    from mmpretrain.models.backbones import RepLKNet as MMPretrainRepLKNet
+
+    from mmlk.models.backbones import RepLKNet
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, args.size, args.size)
+    theirs = MMPretrainRepLKNet('31B', out_indices=(3, ))
+    for module in theirs.modules():  # non-trivial BN statistics, as in a trained model
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+    ours = RepLKNet('31B', out_indices=(3, ), final_norm=True)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    ours_deploy = RepLKNet('31B', out_indices=(3, ), final_norm=True)
+    ours_deploy.load_state_dict(theirs.state_dict(), strict=True)
+    theirs_deploy = MMPretrainRepLKNet('31B', out_indices=(3, ))
+    theirs_deploy.load_state_dict(theirs.state_dict(), strict=True)
+    for model in (theirs, ours, ours_deploy, theirs_deploy):
+        model.eval()
+    ours_deploy.switch_to_deploy()
+    theirs_deploy.switch_to_deploy()
+    # What mmdet/mmseg test scripts' --fuse-conv-bn adds on top: every conv-BN pair folded.
+    from mmcv.cnn import fuse_conv_bn
+    ours_fused = fuse_conv_bn(copy.deepcopy(ours_deploy))
+
+    with torch.no_grad():
+        ref = theirs(x)[0]
+        diffs = {name: float((m(x)[0] - ref).abs().max() / ref.abs().max())
+                 for name, m in (('mmlk training form', ours), ('mmlk deploy form', ours_deploy),
+                                 ('mmlk deploy + fuse_conv_bn', ours_fused),
+                                 ('mmpretrain deploy form', theirs_deploy))}
+
+    def forward(model):
+        def run():
+            with torch.no_grad():
+                model(x)
+        return run
+
+    times = interleaved_medians(
+        dict(ours=forward(ours), ours_deploy=forward(ours_deploy), ours_fused=forward(ours_fused),
+             theirs=forward(theirs), theirs_deploy=forward(theirs_deploy)),
+        warmup=1, repeats=args.repeats)
+
+    side = args.size // 4
+    feat = torch.randn(1, 128, side, side)
+    kernel = torch.randn(128, 1, 31, 31)
+    feat_cl = feat.contiguous(memory_format=torch.channels_last)
+    layer = interleaved_medians(
+        dict(nchw=lambda: F.conv2d(feat, kernel, padding=15, groups=128),
+             cl=lambda: F.conv2d(feat_cl, kernel, padding=15, groups=128)),
+        warmup=1, repeats=args.repeats)
+
+    print(f'# RepLKNet-31B backbone, 1x3x{args.size}x{args.size}, eval, {machine_summary()}')
+    print('same outputs as mmpretrain (max |diff| / max |ref|): ' +
+          ', '.join(f'{k} {v:.1e}' for k, v in diffs.items()))
+    print(report([
+        ('mmlk deploy vs mmlk training form', times['ours_deploy'], times['ours'], 1.0),
+        ('mmlk vs mmpretrain, training form', times['ours'], times['theirs'], 1.0),
+        ('mmlk vs mmpretrain, deploy form', times['ours_deploy'], times['theirs_deploy'], 1.0),
+        ('mmlk deploy + fuse_conv_bn vs mmlk training form', times['ours_fused'], times['ours'],
+         None),
+        ('mmpretrain deploy vs its training form', times['theirs_deploy'], times['theirs'], None),
+        (f'single dw 31x31 layer, 128x{side}x{side}: channels-last vs NCHW', layer['cl'],
+         layer['nchw'], None),
+    ]))
+
+
+if __name__ == '__main__':
+    main()
