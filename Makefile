@@ -18,3 +18,4 @@ test: env
 bench: env
 	$(PY) benchmarks/bench_slak.py
 	$(PY) benchmarks/bench_sparse_hook.py
+	$(PY) benchmarks/bench_replknet.py

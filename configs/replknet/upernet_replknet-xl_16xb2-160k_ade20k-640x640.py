@@ -1,27 +1,21 @@
 # RepLKNet-XL (MegData-73M) + UperNet, ADE20K, 640x640 crops (paper: 55.2 mIoU ss, 56.0 ms).
-# Official RepLKNet-XL_MegData73M_upernet_160k_ade20k_640.py: drop path 0.5, a BN on every
-# output (norm_intermediate_features, XL only), mean/std 127.5 as its pretraining, warm-up
-# 1500 iters, 2 images x 16 GPUs for 160k iterations, sliding-window test 640/426 on images
-# resized to 2048x512. The official file trains on its *test* pipeline (a typo); here the
-# training pipeline is the proper random resize/crop/flip/photometric one.
-_base_ = [
-    '../_base_/models/upernet_replknet.py',
-    'mmseg::_base_/datasets/ade20k_640x640.py',
-    'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_160k.py',
-]
-crop_size = (640, 640)
+# Official RepLKNet-XL_MegData73M_upernet_160k_ade20k_640.py: the 31L setting (640 crops,
+# AdamW 2e-4, sliding-window test 640/426) with drop path 0.5, a BN on every output
+# (norm_intermediate_features, XL only), mean/std 127.5 as its pretraining, warm-up 1500
+# iters, 2 images x 16 GPUs for 160k iterations, test images resized to 2048x512. The official
+# file trains on its *test* pipeline (a typo); here training keeps the proper random
+# resize/crop/flip/photometric pipeline.
+_base_ = ['./upernet_replknet-31l_8xb8-80k_ade20k-640x640.py']
 pretrained = 'checkpoints/RepLKNet-XL_MegData73M_pretrain.pth'
 model = dict(
-    data_preprocessor=dict(size=crop_size, mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5]),
+    data_preprocessor=dict(mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5]),
     backbone=dict(
         arch='XL',
         drop_path_rate=0.5,
         norm_intermediate_features=True,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        init_cfg=dict(checkpoint=pretrained)),
     decode_head=dict(in_channels=[256, 512, 1024, 2048]),
-    auxiliary_head=dict(in_channels=1024),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(426, 426)))
+    auxiliary_head=dict(in_channels=1024))
 
 test_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -32,13 +26,6 @@ test_pipeline = [
 val_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='mmlk.LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(decay_rate=1.0, decay_type='layer_wise', num_layers=12,
-                       norm_decay_mult=0.0, bias_decay_mult=1.0, flat_decay_mult=1.0))
 warmup_iters = 1500
 max_iters = 160000
 param_scheduler = [
