@@ -116,3 +116,27 @@ def test_layernorm2d_matches_channels_first_formula():
     torch.testing.assert_close(ln(x), ref, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match='N, C, H, W'):
         ln(torch.randn(2, 5))
+
+
+def test_conv_bn_deploy_folds_the_norm_and_keeps_the_activation():
+    block = ConvBN(4, 6, 3, stride=2, groups=2, act_cfg=dict(type='ReLU')).double()
+    randomise_bn(block, seed=4)
+    block.eval()
+    x = torch.randn(2, 4, 9, 9, dtype=torch.float64)
+    reference = block(x)
+    block.switch_to_deploy()
+    assert block.bn is None and block.conv.bias is not None and block.conv.stride == (2, 2)
+    torch.testing.assert_close(block(x), reference, atol=1e-12, rtol=1e-12)
+    direct = ConvBN(4, 6, 3, stride=2, groups=2, act_cfg=dict(type='ReLU'), deploy=True)
+    assert direct.state_dict().keys() == block.state_dict().keys()
+
+
+def test_fold_conv_bn_state_matches_module_folding():
+    from mmlk.ops import fold_conv_bn_state
+    net = nn.Sequential(ConvBN(3, 4, 3), nn.BatchNorm2d(4))
+    randomise_bn(net, seed=6)
+    folded = fold_conv_bn_state(net.state_dict())
+    net.eval()[0].switch_to_deploy()
+    assert folded.keys() == net.state_dict().keys()  # a BN without a conv stays
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(folded[key], value)

@@ -66,3 +66,23 @@ def test_reparameterize_refuses_a_checkpoint_of_another_model(tmp_path):
     proc = run_tool('tools/reparameterize.py', cfg_path, slak_ckpt, out, check=False)
     assert proc.returncode != 0 and 'does not fit' in proc.stderr
     assert 'missing from the checkpoint' in proc.stderr and not osp.exists(out)
+
+
+def test_train_reparameterize_test_end_to_end(tmp_path, demo_data):
+    """Train 2 iterations on the embedded ADE20K, deploy, and evaluate the deploy config with
+    no checkpoint argument (its load_from): the same mIoU as the training-form checkpoint."""
+    import json
+
+    from conftest import tiny_seg_config
+    cfg = tiny_seg_config(tmp_path, demo_data['ade20k'])
+    work = str(tmp_path / 'work')
+    run_tool('tools/train.py', cfg, '--work-dir', work)
+    ckpt = osp.join(work, 'iter_2.pth')
+    out = osp.join(work, 'deploy', 'iter_2_deploy.pth')
+    run_tool('tools/reparameterize.py', cfg, ckpt, out)
+    run_tool('tools/test.py', cfg, ckpt, '--work-dir', work + '/test_train')
+    run_tool('tools/test.py', osp.splitext(out)[0] + '.py', '--work-dir', work + '/test_deploy')
+    trained = json.load(open(osp.join(work, 'test_train', 'metrics.json')))
+    deployed = json.load(open(osp.join(work, 'test_deploy', 'metrics.json')))
+    assert deployed['mIoU'] == pytest.approx(trained['mIoU'], abs=0.05)
+    assert deployed['aAcc'] == pytest.approx(trained['aAcc'], abs=0.05)

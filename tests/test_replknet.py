@@ -82,6 +82,22 @@ def official_layout(arch: dict, layout: str, num_classes: int = 1000):
     return spec
 
 
+def folded_layout(spec):
+    """The layout after folding every ``P.conv`` + ``P.bn`` pair (our deploy form)."""
+    keys = dict(spec)
+    pairs = {k[:-len('.bn.weight')] for k in keys
+             if k.endswith('.bn.weight') and k[:-len('.bn.weight')] + '.conv.weight' in keys}
+    folded = []
+    for key, shape in spec:
+        prefix = key.split('.bn.')[0]
+        if '.bn.' in key and prefix in pairs:
+            if key.endswith('.bn.weight'):
+                folded.append((f'{prefix}.conv.bias', shape))
+            continue
+        folded.append((key, shape))
+    return folded
+
+
 def random_state(spec, seed=0) -> 'OrderedDict[str, torch.Tensor]':
     g = torch.Generator().manual_seed(seed)
     state = OrderedDict()
@@ -117,6 +133,8 @@ def test_state_dict_equals_official_layout_and_published_size(arch, layout, entr
         model = RepLKNet(arch, out_indices=(3, ) if classification else (0, 1, 2, 3),
                          final_norm=classification, deploy=layout == 'cls_deploy',
                          norm_intermediate_features=layout == 'downstream_norm')
+    if layout == 'cls_deploy':  # merged kernels (official) and folded conv-BN pairs (ours)
+        spec = folded_layout(spec)
     official = {k: v for k, v in spec if not k.startswith('head.')}
     assert ours_as_official(model) == official
     if params is not None:  # mmpretrain's metafile / the paper, with the 1000-class head
@@ -319,6 +337,7 @@ def test_backbone_deploy_equivalence_and_deploy_constructor(arch, dtype, tol, tm
         model.switch_to_deploy()
         deployed = model(x)
     assert model.deploy
+    assert not any(k.endswith('.bn.running_var') for k in model.state_dict())  # no conv-BN left
     for a, b in zip(deployed, reference):
         torch.testing.assert_close(a, b, atol=tol * b.abs().max().item(), rtol=tol)
     # the deploy constructor builds the same structure, and a deploy checkpoint round-trips
@@ -332,6 +351,28 @@ def test_backbone_deploy_equivalence_and_deploy_constructor(arch, dtype, tol, tm
     with torch.no_grad():
         for a, b in zip(direct(x), deployed):
             assert torch.equal(a, b)
+
+
+def test_official_deploy_checkpoint_loads_into_deploy_model_with_same_outputs(tmp_path):
+    trained = tiny(out_indices=(0, 1, 2, 3))
+    randomise_bn(trained, seed=2)
+    trained.eval()
+    official_deploy = tiny(out_indices=(0, 1, 2, 3))
+    official_deploy.load_state_dict(trained.state_dict())
+    for module in official_deploy.modules():  # official small_kernel_merged: large kernels only
+        if isinstance(module, ReparamLargeKernelConv):
+            module.switch_to_deploy()
+    assert any('.pw1.bn.' in k for k in official_deploy.state_dict())
+    path = tmp_path / 'official_deploy.pth'
+    torch.save({'model': official_deploy.state_dict()}, path)
+    deployed = tiny(out_indices=(0, 1, 2, 3), deploy=True,
+                    init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    deployed.init_weights()
+    deployed.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(deployed(x), trained(x)):
+            torch.testing.assert_close(a, b, atol=1e-4 * b.abs().max().item(), rtol=1e-4)
 
 
 def test_training_checkpoint_into_deploy_model_says_how_to_convert(tmp_path):

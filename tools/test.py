@@ -26,8 +26,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test a model from an mmlk config')
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', nargs='?', default=None,
-                        help='checkpoint to evaluate; omitted: the model as the config '
-                        'initialises it (e.g. a baseline before training)')
+                        help='checkpoint to evaluate; omitted: the config\'s load_from, else '
+                        'the model as the config initialises it (e.g. a baseline before training)')
     add_runner_args(parser)
     parser.add_argument('--out', help='dump predictions: a .pkl file (mmdet, mmpretrain) or a '
                         'folder of label PNGs (mmseg)')
@@ -95,6 +95,9 @@ def main() -> None:
     args = parse_args()
     cfg = load_config(args)
     scope = cfg.get('default_scope', 'mmengine')
+    # A config's own load_from (e.g. the deploy config of tools/reparameterize.py) is used
+    # when no checkpoint is given on the command line.
+    args.checkpoint = args.checkpoint or cfg.get('load_from')
     if args.checkpoint is None:
         print_log('No checkpoint given: evaluating the model as initialised by the config.',
                   logger='current', level=30)

@@ -2,10 +2,11 @@
 from .large_kernel import (DecomposedLargeKernelConv, ReparamLargeKernelConv, check_kernel_pair,
                            to_depthwise_layout)
 from .norm import LayerNorm2d
-from .reparam import ConvBN, fuse_conv_bn, merge_branches, pad_kernel_to, switch_to_deploy
+from .reparam import (ConvBN, fold_conv_bn_state, fuse_conv_bn, merge_branches, pad_kernel_to,
+                      switch_to_deploy)
 
 __all__ = [
     'ConvBN', 'DecomposedLargeKernelConv', 'LayerNorm2d', 'ReparamLargeKernelConv',
-    'check_kernel_pair', 'fuse_conv_bn', 'merge_branches', 'pad_kernel_to', 'switch_to_deploy',
-    'to_depthwise_layout'
+    'check_kernel_pair', 'fold_conv_bn_state', 'fuse_conv_bn', 'merge_branches', 'pad_kernel_to',
+    'switch_to_deploy', 'to_depthwise_layout'
 ]

@@ -9,14 +9,18 @@ branches and deploy them as fewer biased convolutions. Two exact identities do a
   larger size after zero-padding the smaller one symmetrically — :func:`pad_kernel_to` and
   :func:`merge_branches`.
 """
-from typing import Iterable, Optional, Sequence, Tuple
+from collections import OrderedDict
+from typing import Iterable, Mapping, Optional, Sequence, Tuple
 
 import torch
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ['fuse_conv_bn', 'pad_kernel_to', 'merge_branches', 'ConvBN', 'switch_to_deploy']
+__all__ = [
+    'fuse_conv_bn', 'pad_kernel_to', 'merge_branches', 'ConvBN', 'switch_to_deploy',
+    'fold_conv_bn_state'
+]
 
 
 def fuse_conv_bn(kernel: Tensor, bn: Optional[nn.Module],
@@ -92,6 +96,9 @@ class ConvBN(nn.Module):
     Sequentials, so their checkpoints map onto this module without renaming. ``norm_cfg=None``
     builds the conv alone (with a bias when ``bias_without_norm``). :meth:`fuse` covers the
     conv and norm only; the activation stays outside the re-parameterised part.
+
+    ``switch_to_deploy()`` folds the BN into the conv (which gains a bias) and ``deploy=True``
+    builds that form directly: the inference form, one op fewer per conv.
     """
 
     def __init__(self,
@@ -104,8 +111,11 @@ class ConvBN(nn.Module):
                  dilation=1,
                  norm_cfg: Optional[dict] = dict(type='BN'),
                  act_cfg: Optional[dict] = None,
-                 bias_without_norm: bool = True) -> None:
+                 bias_without_norm: bool = True,
+                 deploy: bool = False) -> None:
         super().__init__()
+        if deploy and norm_cfg is not None:  # the BN is folded into a biased conv
+            norm_cfg, bias_without_norm = None, True
         kh, kw = _pair(kernel_size)
         if padding is None:  # "same" padding per axis for odd kernels
             padding = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
@@ -127,6 +137,44 @@ class ConvBN(nn.Module):
     def fuse(self) -> Tuple[Tensor, Tensor]:
         """The ``(kernel, bias)`` of one conv equivalent to this conv+norm in eval mode."""
         return fuse_conv_bn(self.conv.weight, self.bn, self.conv.bias)
+
+    def switch_to_deploy(self) -> None:
+        if self.bn is None:
+            return
+        kernel, bias = self.fuse()
+        conv = self.conv
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                              conv.padding, conv.dilation, conv.groups, bias=True).to(
+                                  kernel.device, kernel.dtype)
+        self.conv.weight.data.copy_(kernel.detach())
+        self.conv.bias.data.copy_(bias.detach())
+        self.bn = None
+
+
+def fold_conv_bn_state(state_dict: Mapping[str, Tensor],
+                       eps: float = 1e-5) -> 'OrderedDict[str, Tensor]':
+    """Fold every ``P.conv.weight`` + ``P.bn.*`` group of a state dict into ``P.conv.weight`` +
+    ``P.conv.bias`` (what :meth:`ConvBN.switch_to_deploy` does to a module), e.g. to load an
+    official checkpoint whose large kernels are merged but whose conv-BN pairs are not.
+    ``eps`` is the BNs' epsilon (PyTorch's default in every official large-kernel code)."""
+    prefixes = {
+        k[:-len('.bn.running_var')] for k in state_dict
+        if k.endswith('.bn.running_var') and k[:-len('.bn.running_var')] + '.conv.weight' in state_dict
+    }
+    folded = OrderedDict()
+    for key, value in state_dict.items():
+        prefix = key.rsplit('.', 2)[0] if key.count('.') >= 2 else ''
+        if prefix in prefixes and key.startswith(prefix + '.bn.'):
+            continue
+        if key.endswith('.conv.weight') and key[:-len('.conv.weight')] in prefixes:
+            p = key[:-len('.conv.weight')]
+            bn = nn.BatchNorm2d(value.shape[0], eps=eps).to(value.dtype)
+            bn.load_state_dict({k: state_dict[f'{p}.bn.{k}'] for k in bn.state_dict()})
+            kernel, bias = fuse_conv_bn(value, bn, state_dict.get(f'{p}.conv.bias'))
+            folded[key], folded[f'{p}.conv.bias'] = kernel.detach(), bias.detach()
+        elif not (key.endswith('.conv.bias') and key[:-len('.conv.bias')] in prefixes):
+            folded[key] = value
+    return folded
 
 
 def _pair(v) -> Tuple[int, int]:

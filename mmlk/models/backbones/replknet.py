@@ -19,7 +19,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from mmlk.ops import ConvBN, ReparamLargeKernelConv, to_depthwise_layout
+from mmlk.ops import ConvBN, ReparamLargeKernelConv, fold_conv_bn_state, to_depthwise_layout
 from mmlk.registry import MODELS
 from .base import LargeKernelBackbone
 from .convnext_skeleton import resolve_arch
@@ -52,8 +52,9 @@ class RepLKBlock(BaseModule):
                  act_cfg: dict = dict(type='ReLU'),
                  deploy: bool = False) -> None:
         super().__init__()
-        self.pw1 = ConvBN(channels, dw_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
-        self.pw2 = ConvBN(dw_channels, channels, 1, norm_cfg=norm_cfg)
+        self.pw1 = ConvBN(channels, dw_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg,
+                          deploy=deploy)
+        self.pw2 = ConvBN(dw_channels, channels, 1, norm_cfg=norm_cfg, deploy=deploy)
         self.large_kernel = ReparamLargeKernelConv(dw_channels, kernel_size, small_kernel,
                                                    norm_cfg=norm_cfg, deploy=deploy)
         self.lk_nonlinear = build_activation_layer(act_cfg)
@@ -75,12 +76,13 @@ class ConvFFN(BaseModule):
                  ffn_ratio: float = 4,
                  drop_path: float = 0.,
                  norm_cfg: dict = dict(type='BN'),
-                 act_cfg: dict = dict(type='GELU')) -> None:
+                 act_cfg: dict = dict(type='GELU'),
+                 deploy: bool = False) -> None:
         super().__init__()
         hidden = int(channels * ffn_ratio)
         self.preffn_bn = build_norm_layer(norm_cfg, channels)[1]
-        self.pw1 = ConvBN(channels, hidden, 1, norm_cfg=norm_cfg)
-        self.pw2 = ConvBN(hidden, channels, 1, norm_cfg=norm_cfg)
+        self.pw1 = ConvBN(channels, hidden, 1, norm_cfg=norm_cfg, deploy=deploy)
+        self.pw2 = ConvBN(hidden, channels, 1, norm_cfg=norm_cfg, deploy=deploy)
         self.nonlinear = build_activation_layer(act_cfg)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
@@ -116,7 +118,7 @@ class RepLKNetStage(BaseModule):
                 RepLKBlock(channels, int(channels * dw_ratio), kernel_size, small_kernel,
                            drop_path_rates[i], norm_cfg, act_cfg, deploy))
             self.blocks.append(
-                ConvFFN(channels, ffn_ratio, drop_path_rates[i], norm_cfg, ffn_act_cfg))
+                ConvFFN(channels, ffn_ratio, drop_path_rates[i], norm_cfg, ffn_act_cfg, deploy))
         self.norm = build_norm_layer(norm_cfg, channels)[1] if with_norm else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -155,8 +157,10 @@ class RepLKNet(LargeKernelBackbone):
         norm_cfg: every norm (official: SyncBN in training).
         act_cfg: stem, transitions and RepLK blocks (ReLU).
         ffn_act_cfg: ConvFFN activation (GELU).
-        deploy: build the re-parameterised form (one biased large kernel per block), which
-            loads deploy checkpoints (official ``small_kernel_merged=True``).
+        deploy: build the inference form: one biased large kernel per block (the official
+            ``small_kernel_merged=True``) and every conv-BN pair folded into a biased conv;
+            official/mmpretrain deploy checkpoints (merged kernels, unfolded BNs) are folded
+            on loading.
         init_cfg: ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` accepts
             official raw/``{'model': ...}``/mmseg/mmdet/mmpretrain checkpoints and is strict;
             None keeps PyTorch's default initialisation, as the official code does.
@@ -218,7 +222,7 @@ class RepLKNet(LargeKernelBackbone):
         self.deploy = deploy
 
         c0 = self.channels[0]
-        conv_bn_act = dict(norm_cfg=norm_cfg, act_cfg=act_cfg)
+        conv_bn_act = dict(norm_cfg=norm_cfg, act_cfg=act_cfg, deploy=deploy)
         self.stem = nn.ModuleList([
             ConvBN(in_channels, c0, 3, stride=2, **conv_bn_act),
             ConvBN(c0, c0, 3, groups=c0, **conv_bn_act),
@@ -321,10 +325,13 @@ class RepLKNet(LargeKernelBackbone):
     # ------------------------------------------------------------------ checkpoints
     def convert_official_keys(self, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Official classification checkpoints keep the final BN at top level (``norm.*``);
-        with ``final_norm`` it is our (and mmpretrain's) ``stages.3.norm``."""
+        with ``final_norm`` it is our (and mmpretrain's) ``stages.3.norm``. A deploy model
+        folds the conv-BN pairs of official deploy checkpoints (``small_kernel_merged``)."""
         if self.final_norm and not any(k.startswith('stages.3.norm.') for k in state_dict):
             state_dict = {('stages.3.norm.' + k[5:] if k.startswith('norm.') else k): v
                           for k, v in state_dict.items()}
+        if self.deploy:
+            state_dict = fold_conv_bn_state(state_dict)
         return state_dict
 
     def _may_miss(self, key: str) -> bool:
