@@ -183,7 +183,7 @@ def test_non_slak_backbone_trains_sparse(tmp_path, demo_data):
         assert torch.count_nonzero(t.param.detach()[~t.mask]) == 0
 
 
-def test_count_params_reports_sparse_numbers(tmp_path):
+def test_complexity_tool_reports_sparse_numbers_in_both_forms(tmp_path):
     import json
 
     from mmlk.models.backbones import SLaK
@@ -204,12 +204,15 @@ def test_count_params_reports_sparse_numbers(tmp_path):
     state['head.fc.weight'] = torch.randn(1000, TINY_DIMS[-1])
     state['head.fc.bias'] = torch.zeros(1000)
     torch.save({'state_dict': state}, tmp_path / 'sparse.pth')
-    run_tool('tools/analysis/count_params.py', cfg, str(tmp_path / 'sparse.pth'), '--shape', '64',
+    run_tool('tools/analysis/complexity.py', cfg, str(tmp_path / 'sparse.pth'), '--shape', '64',
              '64', '--json', str(tmp_path / 'n.json'))
     stats = json.load(open(tmp_path / 'n.json'))
-    assert stats['params'] == sum(p.numel() for p in backbone.parameters())
-    assert stats['nonzero_params'] <= stats['params'] - zeros
-    assert 0.4 < stats['sparse_macs'] / stats['dense_macs'] < 0.6
+    train, deploy = stats['training'], stats['deploy']
+    assert train['params'] == sum(p.numel() for p in backbone.parameters())
+    assert train['nonzero_params'] <= train['params'] - zeros
+    assert 0.4 < train['sparse_macs'] / train['dense_macs'] < 0.6
+    # deploy: the 5x5 kernel merged into the Mx5 one, BNs folded -> fewer tensors and MACs
+    assert deploy['params'] < train['params'] and deploy['dense_macs'] < train['dense_macs']
 
 
 def test_frozen_mode_on_dense_weights_trains_dense(tmp_path, demo_data):

@@ -1,0 +1,81 @@
+"""Parameters and FLOPs of a model's backbone: dense and non-zero, training and deploy form.
+
+    python tools/analysis/complexity.py CONFIG [CKPT] --shape 224 224 [--per-layer] [--json F]
+
+FLOPs are multiply-accumulates (MACs, what papers call FLOPs) of the backbone on one
+1 x 3 x H x W image, counted by mmengine.analysis's FlopAnalyzer. "Sparse" MACs scale every
+conv/linear layer by the density of its weight, which is how the SLaK paper reports 5.0G for
+SLaK-T at 40% sparsity (mmengine alone counts dense). For backbones with a deploy form (SLaK,
+RepLKNet) both forms are reported; the deploy form is built by re-parameterising the loaded
+weights, so its non-zero counts are the real ones.
+"""
+import argparse
+import copy
+import json
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from mmlk.utils import setup_torch_load, sparse_complexity  # noqa: E402
+
+setup_torch_load()
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import MODELS, init_default_scope  # noqa: E402
+
+import mmlk  # noqa: E402,F401  (registers the backbones)
+from mmlk.models.utils import (load_checkpoint_file, load_state_dict_checked,  # noqa: E402
+                               unwrap_state_dict)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config')
+    parser.add_argument('checkpoint', nargs='?', help='omitted: the initialised (dense) model')
+    parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
+    parser.add_argument('--per-layer', action='store_true', help='print every layer\'s sparsity')
+    parser.add_argument('--json', help='also write the numbers to this file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    cfg.model.backbone.init_cfg = None  # the checkpoint (or the init) decides the weights
+    if cfg.model.get('type') == 'ImageClassifier':  # as Runner.from_cfg does for mmpretrain
+        cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model = MODELS.build(cfg.model)
+    if args.checkpoint:
+        load_state_dict_checked(model, unwrap_state_dict(load_checkpoint_file(args.checkpoint)))
+    else:
+        model.init_weights()
+    model.eval()
+    forms = {'training': model.backbone}
+    if callable(getattr(model.backbone, 'switch_to_deploy', None)) and not getattr(
+            model.backbone, 'deploy', False):
+        forms['deploy'] = copy.deepcopy(model.backbone)
+        forms['deploy'].switch_to_deploy()
+    results = {name: sparse_complexity(backbone, (3, *args.shape))
+               for name, backbone in forms.items()}
+    whole = sum(p.numel() for p in model.parameters())
+    h, w = args.shape
+    print(f'{osp.basename(args.config)}: whole model {whole / 1e6:.3f} M parameters; backbone '
+          f'at {h}x{w}:')
+    print('| form | params (M) | non-zero (M) | sparsity | GMACs dense | GMACs sparse |')
+    print('|---|---|---|---|---|---|')
+    for name, stats in results.items():
+        print(f'| {name} | {stats["params"] / 1e6:.3f} | {stats["nonzero_params"] / 1e6:.3f} | '
+              f'{stats["sparsity"]:.4f} | {stats["dense_macs"] / 1e9:.3f} | '
+              f'{stats["sparse_macs"] / 1e9:.3f} |')
+    if args.per_layer:
+        for name, density in results['training']['layer_density'].items():
+            print(f'  {name}: sparsity {1 - density:.4f}')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(model_params=whole, shape=args.shape, **results), f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
