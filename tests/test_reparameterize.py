@@ -86,3 +86,24 @@ def test_train_reparameterize_test_end_to_end(tmp_path, demo_data):
     deployed = json.load(open(osp.join(work, 'test_deploy', 'metrics.json')))
     assert deployed['mIoU'] == pytest.approx(trained['mIoU'], abs=0.05)
     assert deployed['aAcc'] == pytest.approx(trained['aAcc'], abs=0.05)
+
+
+@pytest.mark.parametrize('family', ['replknet', 'slak'])
+def test_deploy_backbone_exports_with_torch_export(family):
+    """What docs/*.md promise: the deploy form traces, with with_cp=True left on."""
+    from mmlk.models.backbones import RepLKNet, SLaK
+    from conftest import TINY_ARCH
+    if family == 'replknet':
+        model = RepLKNet(dict(large_kernel_sizes=[31, 29, 27, 13], layers=[1, 1, 1, 1],
+                              channels=[8, 16, 32, 64], small_kernel=5, dw_ratio=1),
+                         out_indices=(0, 1, 2, 3), with_cp=True)
+    else:
+        model = SLaK(arch=TINY_ARCH, out_indices=(0, 1, 2, 3), gap_before_final_norm=False,
+                     with_cp=True)
+    randomise_bn(model, seed=8)
+    model.eval()
+    model.switch_to_deploy()
+    x = torch.randn(1, 3, 64, 64)
+    exported = torch.export.export(model, (x, ))
+    for a, b in zip(exported.module()(x), model(x)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
