@@ -16,6 +16,4 @@ test: env
 	$(PY) -m pytest tests -n 2 -q -p no:cacheprovider
 
 bench: env
-	$(PY) benchmarks/bench_slak.py
-	$(PY) benchmarks/bench_sparse_hook.py
-	$(PY) benchmarks/bench_replknet.py
+	$(PY) benchmarks/run_all.py --update-readme

@@ -18,7 +18,6 @@ for 13x13...31x31 kernels (the "single layer" rows measure one 31x31 layer both 
 large-kernel op makes its input channels-last; every later conv, BN and the residual adds keep
 that layout, so the copy is paid once per network, not per block.
 """
-import argparse
 import os.path as osp
 import sys
 
@@ -28,22 +27,17 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from timing import interleaved_medians, machine_summary, pin_threads, report  # noqa: E402
+from timing import Result, bench_main, interleaved_medians  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('--size', type=int, default=512)
-    parser.add_argument('--repeats', type=int, default=9)
-    parser.add_argument('--threads', type=int, default=0)
-    args = parser.parse_args()
-    pin_threads(args.threads)
+def run(size: int = 512, repeats: int = 9):
+    """RepLKNet-31B deploy vs training form and mmlk vs mmpretrain; ``(results, notes)``."""
     from mmpretrain.models.backbones import RepLKNet as MMPretrainRepLKNet
 
     from mmlk.models.backbones import RepLKNet
 
     torch.manual_seed(0)
-    x = torch.randn(1, 3, args.size, args.size)
+    x = torch.randn(1, 3, size, size)
     theirs = MMPretrainRepLKNet('31B', out_indices=(3, ))
     for module in theirs.modules():  # non-trivial BN statistics, as in a trained model
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -75,29 +69,33 @@ def main() -> None:
     times = interleaved_medians(
         dict(ours=forward(ours), ours_deploy=forward(ours_deploy), theirs=forward(theirs),
              theirs_deploy=forward(theirs_deploy)),
-        warmup=1, repeats=args.repeats)
+        warmup=1, repeats=repeats)
 
-    side = args.size // 4
+    side = size // 4
     feat = torch.randn(1, 128, side, side)
     kernel = torch.randn(128, 1, 31, 31)
     feat_cl = feat.contiguous(memory_format=torch.channels_last)
     layer = interleaved_medians(
         dict(nchw=lambda: F.conv2d(feat, kernel, padding=15, groups=128),
              cl=lambda: F.conv2d(feat_cl, kernel, padding=15, groups=128)),
-        warmup=1, repeats=args.repeats)
+        warmup=1, repeats=repeats)
 
-    print(f'# RepLKNet-31B backbone, 1x3x{args.size}x{args.size}, eval, {machine_summary()}')
-    print('same outputs as mmpretrain (max |diff| / max |ref|): ' +
-          ', '.join(f'{k} {v:.1e}' for k, v in diffs.items()))
-    print(report([
-        ('mmlk deploy vs mmlk training form', times['ours_deploy'], times['ours'], 1.0),
-        ('mmlk vs mmpretrain, training form', times['ours'], times['theirs'], 1.0),
-        ('mmlk vs mmpretrain, deploy form', times['ours_deploy'], times['theirs_deploy'], 1.0),
-        ('mmpretrain deploy vs its training form', times['theirs_deploy'], times['theirs'], None),
-        (f'single dw 31x31 layer, 128x{side}x{side}: channels-last vs NCHW', layer['cl'],
-         layer['nchw'], None),
-    ]))
+    model, shape = 'RepLKNet-31B', f'1x3x{size}x{size}'
+    notes = ('RepLKNet-31B, same outputs as mmpretrain (max |diff| / max |ref|): ' +
+             ', '.join(f'{k} {v:.1e}' for k, v in diffs.items()))
+    return [
+        Result(model, shape, 'mmlk deploy vs mmlk training form', times['ours_deploy'],
+               times['ours'], 1.0),
+        Result(model, shape, 'mmlk vs mmpretrain, training form', times['ours'], times['theirs'],
+               1.0),
+        Result(model, shape, 'mmlk vs mmpretrain, deploy form', times['ours_deploy'],
+               times['theirs_deploy'], 1.0),
+        Result(model, shape, 'mmpretrain deploy vs its training form', times['theirs_deploy'],
+               times['theirs']),
+        Result('dw conv 31x31', f'1x128x{side}x{side}', 'channels-last vs NCHW', layer['cl'],
+               layer['nchw']),
+    ], notes
 
 
 if __name__ == '__main__':
-    main()
+    bench_main(__doc__, run, size=512, repeats=9)

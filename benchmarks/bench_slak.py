@@ -15,7 +15,6 @@ channels-last anyway (LayerNorm2d permutes to NHWC and back, so every conv after
 channels-last tensor); mmlk/ops/large_kernel.py makes that explicit for any caller. An FFT
 convolution of the merged M x M kernel was also measured (it wins only at stage 1) and rejected.
 """
-import argparse
 import os.path as osp
 import sys
 
@@ -27,7 +26,7 @@ import copy  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from timing import interleaved_medians, machine_summary, pin_threads, report  # noqa: E402
+from timing import Result, bench_main, interleaved_medians  # noqa: E402
 
 
 class NCHWDeployMixer(nn.Module):
@@ -50,19 +49,14 @@ def dense_gmacs(model: nn.Module, size: int = 224) -> float:
     return analyzer.total() / 1e9
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('--size', type=int, default=512)
-    parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--threads', type=int, default=0)
-    args = parser.parse_args()
-    pin_threads(args.threads)
+def run(size: int = 512, repeats: int = 5):
+    """SLaK-T vs ConvNeXt-T forward (and forward+backward) times; ``(results, notes)``."""
     from mmpretrain.models.backbones import ConvNeXt
 
     from mmlk.models.backbones import SLaK
 
     torch.manual_seed(0)
-    x = torch.randn(1, 3, args.size, args.size)
+    x = torch.randn(1, 3, size, size)
     outs = (0, 1, 2, 3)
     convnext = ConvNeXt(arch='tiny', out_indices=outs, gap_before_final_norm=False)
     slak = SLaK(arch='tiny', out_indices=outs, gap_before_final_norm=False)
@@ -91,24 +85,25 @@ def main() -> None:
     macs = dense_gmacs(deploy), dense_gmacs(convnext)
     fwd = interleaved_medians(
         dict(convnext=forward(convnext), train=forward(slak), deploy=forward(deploy),
-             nchw=forward(deploy_nchw)), warmup=1, repeats=args.repeats)
+             nchw=forward(deploy_nchw)), warmup=1, repeats=repeats)
     convnext.train()
     slak.train()
     bwd = interleaved_medians(
         dict(convnext=forward_backward(convnext), slak=forward_backward(slak)), warmup=1,
-        repeats=args.repeats)
+        repeats=repeats)
     t_convnext, t_train, t_deploy, t_nchw = (fwd[k] for k in ('convnext', 'train', 'deploy', 'nchw'))
     tb_convnext, tb_slak = bwd['convnext'], bwd['slak']
-    print(f'# SLaK-T vs ConvNeXt-T backbone, 1x3x{args.size}x{args.size}, {machine_summary()}')
-    print(f'dense GMACs at 224x224: SLaK-T deploy {macs[0]:.2f}, ConvNeXt-T {macs[1]:.2f} '
-          f'(ratio {macs[0] / macs[1]:.2f})')
-    print(report([
-        ('forward, deploy form', t_deploy, t_convnext, 1.3),
-        ('forward, deploy form, NCHW convs (without the fix)', t_nchw, t_convnext, None),
-        ('forward, training form (eval mode)', t_train, t_convnext, None),
-        ('forward+backward, training form', tb_slak, tb_convnext, None),
-    ]))
+    model, shape = 'SLaK-T vs ConvNeXt-T', f'1x3x{size}x{size}'
+    notes = (f'SLaK-T vs ConvNeXt-T: dense GMACs at 224x224 {macs[0]:.2f} vs {macs[1]:.2f} '
+             f'(ratio {macs[0] / macs[1]:.2f})')
+    return [
+        Result(model, shape, 'forward, deploy form', t_deploy, t_convnext, 1.3),
+        Result(model, shape, 'forward, deploy form, NCHW convs (without the fix)', t_nchw,
+               t_convnext),
+        Result(model, shape, 'forward, training form (eval mode)', t_train, t_convnext),
+        Result(model, shape, 'forward+backward, training form', tb_slak, tb_convnext),
+    ], notes
 
 
 if __name__ == '__main__':
-    main()
+    bench_main(__doc__, run, size=512, repeats=5)

@@ -7,7 +7,6 @@ mmlk.SparseTrainingHook drives (masks re-applied after every optimizer step), an
 grow update, amortised over an update interval (100 = the S/B setting; SLaK-T uses 2000).
 Issue target: overhead <= 2%.
 """
-import argparse
 import os.path as osp
 import sys
 import time
@@ -18,7 +17,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from timing import interleaved_medians, machine_summary, pin_threads  # noqa: E402
+from timing import Result, bench_main, interleaved_medians  # noqa: E402
 
 
 class Classifier(nn.Module):
@@ -32,19 +31,13 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x)[0])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('--size', type=int, default=128)
-    parser.add_argument('--batch', type=int, default=4)
-    parser.add_argument('--interval', type=int, default=100)
-    parser.add_argument('--repeats', type=int, default=5)
-    args = parser.parse_args()
-    pin_threads()
+def run(size: int = 128, batch: int = 4, interval: int = 100, repeats: int = 5):
+    """Dense vs sparse training step of SLaK-T; ``(results, notes)``."""
     from mmlk.engine.sparsity import SparseEngine, select_sparse_targets
 
     torch.manual_seed(0)
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    y = torch.randint(0, 1000, (args.batch, ))
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 1000, (batch, ))
     dense, sparse = Classifier(), Classifier()
     sparse.load_state_dict(dense.state_dict())
     engine = SparseEngine(select_sparse_targets(sparse, scope='model'), sparsity=0.4,
@@ -64,7 +57,7 @@ def main() -> None:
         return run
 
     times = interleaved_medians(dict(dense=step('dense', dense), sparse=step('sparse', sparse)),
-                                warmup=1, repeats=args.repeats)
+                                warmup=1, repeats=repeats)
     updates = []
     for _ in range(3):
         start = time.perf_counter()
@@ -72,22 +65,22 @@ def main() -> None:
         updates.append(time.perf_counter() - start)
     update = sorted(updates)[1]
     apply = interleaved_medians(dict(apply=engine.apply), warmup=2, repeats=21)['apply']
-    with_hook = times['sparse'] + update / args.interval
+    with_hook = times['sparse'] + update / interval
     # The engine's only per-step work is re-applying the masks; timing it alone gives an
     # overhead estimate free of the +-5% step-to-step noise of the end-to-end comparison.
-    overhead = (apply + update / args.interval) / times['dense']
-    print(f'# sparse-training overhead, SLaK-T, batch {args.batch} at {args.size}x{args.size}, '
-          f'{machine_summary()}')
-    print('| case | time (s) |\n|---|---|')
-    print(f'| training step, dense | {times["dense"]:.3f} |')
-    print(f'| training step, masks applied after the step | {times["sparse"]:.3f} |')
-    print(f'| mask application alone (per optimizer step) | {apply:.4f} |')
-    print(f'| one prune/grow update (all {len(engine.targets)} layers) | {update:.3f} |')
-    print(f'\nend to end, update amortised over {args.interval} steps: {with_hook:.3f} s = '
-          f'{with_hook / times["dense"]:.3f}x the dense step (noise about +-5%)')
-    print(f'overhead from its parts: (mask application + update / {args.interval}) / dense step '
-          f'= {100 * overhead:.2f}% (target <= 2%: {"pass" if overhead <= 0.02 else "FAIL"})')
+    overhead = (apply + update / interval) / times['dense']
+    model, shape = 'SLaK-T + linear head', f'{batch}x3x{size}x{size}'
+    notes = (f'sparse training (40%, {len(engine.targets)} layers): mask application '
+             f'{apply:.4f} s per optimizer step, one prune/grow update {update:.3f} s; the '
+             f'"from its parts" row adds them (update amortised over {interval} steps) to the '
+             'dense step, free of the +-5% step-to-step noise of the end-to-end row')
+    return [
+        Result(model, shape, f'training step + SparseTrainingHook (update every {interval})',
+               with_hook, times['dense'], None),
+        Result(model, shape, 'overhead from its parts: dense step + masks + update / interval',
+               times['dense'] * (1 + overhead), times['dense'], 1.02),
+    ], notes
 
 
 if __name__ == '__main__':
-    main()
+    bench_main(__doc__, run, size=128, batch=4, interval=100, repeats=5)

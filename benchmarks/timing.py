@@ -1,8 +1,10 @@
 """Shared timing helpers for the benchmarks: pinned threads, warm-up, median of repeats."""
+import argparse
 import platform
 import statistics
 import time
-from typing import Callable, Dict, List
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -48,12 +50,50 @@ def interleaved_medians(fns: Dict[str, Callable[[], object]], warmup: int = 2,
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def report(rows, header=('case', 'ours (s)', 'baseline (s)', 'ratio', 'target', 'pass')) -> str:
-    """A markdown table; each row is (case, ours, baseline, target ratio or None)."""
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    for case, ours, base, target in rows:
-        ratio = ours / base
-        ok = '' if target is None else ('yes' if ratio <= target else 'NO')
-        tgt = '' if target is None else f'<= {target:.2f}'
-        lines.append(f'| {case} | {ours:.3f} | {base:.3f} | {ratio:.2f} | {tgt} | {ok} |')
+@dataclass
+class Result:
+    """One measured comparison: ``ours`` and ``baseline`` seconds, timed in one process."""
+    model: str
+    input: str
+    case: str
+    ours: float
+    baseline: float
+    target: Optional[float] = None  # the issue's bound on ours / baseline, if any
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return ''
+        return 'pass' if self.ratio <= self.target else 'FAIL'
+
+
+def results_table(results: Sequence[Result]) -> str:
+    """The markdown table every benchmark prints and ``run_all.py`` collects."""
+    lines = ['| model | input | case | ours (s) | baseline (s) | ratio | target | pass |',
+             '|---|---|---|---|---|---|---|---|']
+    for r in results:
+        target = '' if r.target is None else f'<= {r.target:.2f}'
+        lines.append(f'| {r.model} | {r.input} | {r.case} | {r.ours:.3f} | {r.baseline:.3f} | '
+                     f'{r.ratio:.2f} | {target} | {r.verdict} |')
     return '\n'.join(lines)
+
+
+def bench_main(doc: str, run: Callable[..., Tuple[List[Result], str]], **defaults) -> None:
+    """Command line of a benchmark script: ``--threads`` plus one ``--name`` option per keyword
+    of ``run`` given in ``defaults``; prints the machine, the notes and the table."""
+    parser = argparse.ArgumentParser(description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--threads', type=int, default=0, help='0: all cores')
+    for name, value in defaults.items():
+        parser.add_argument(f'--{name}', type=type(value), default=value)
+    args = vars(parser.parse_args())
+    pin_threads(args.pop('threads'))
+    results, notes = run(**args)
+    print(f'# {machine_summary()}')
+    if notes:
+        print(notes)
+    print(results_table(results))
