@@ -18,6 +18,12 @@ INDEX = load_model_index(REPO)
 MODELS = INDEX['models']
 
 
+def test_every_config_family_has_a_metafile():
+    families = {d for d in next(__import__('os').walk(CONFIGS))[1] if d not in ('_base_', 'demo')}
+    imported = {osp.basename(osp.dirname(c['metafile'])) for c in INDEX['collections']}
+    assert families == imported, 'add configs/<family>/metafile.yml to model-index.yml'
+
+
 def test_every_family_config_is_listed_once():
     listed = [m['Config'] for m in MODELS]
     assert len(listed) == len(set(listed))
