@@ -2,11 +2,14 @@
 from .large_kernel import (DecomposedLargeKernelConv, ReparamLargeKernelConv, check_kernel_pair,
                            to_depthwise_layout)
 from .norm import LayerNorm2d
+from .shift_wise import (ShiftWiseLargeKernelConv, shift_add_strip, strip_to_tiles, tile_starts,
+                         tiles_to_strip)
 from .reparam import (ConvBN, fold_conv_bn_state, fuse_conv_bn, merge_branches, pad_kernel_to,
                       switch_to_deploy)
 
 __all__ = [
     'ConvBN', 'DecomposedLargeKernelConv', 'LayerNorm2d', 'ReparamLargeKernelConv',
     'check_kernel_pair', 'fold_conv_bn_state', 'fuse_conv_bn', 'merge_branches', 'pad_kernel_to',
-    'switch_to_deploy', 'to_depthwise_layout'
+    'switch_to_deploy', 'to_depthwise_layout', 'ShiftWiseLargeKernelConv', 'shift_add_strip',
+    'strip_to_tiles', 'tile_starts', 'tiles_to_strip'
 ]

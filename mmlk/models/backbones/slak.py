@@ -2,6 +2,8 @@
 using Sparsity", ICLR 2023)."""
 from typing import Optional, Sequence, Union
 
+from torch import nn
+
 from mmlk.ops import DecomposedLargeKernelConv, check_kernel_pair
 from mmlk.registry import MODELS
 from .convnext_skeleton import ConvNeXtSkeleton, resolve_arch
@@ -61,8 +63,15 @@ class SLaK(ConvNeXtSkeleton):
         self.deploy = deploy
         dims = [int(d * width_factor) for d in arch['dims']]
 
-        def mixer(channels: int, stage: int) -> DecomposedLargeKernelConv:
-            return DecomposedLargeKernelConv(channels, long_sides[stage], short_side,
-                                             norm_cfg=norm_cfg, deploy=deploy)
+        def mixer(channels: int, stage: int) -> nn.Module:
+            return self.build_large_kernel(channels, long_sides[stage], short_side, norm_cfg,
+                                           deploy)
 
         super().__init__(arch['depths'], dims, mixer, **kwargs)
+
+    def build_large_kernel(self, channels: int, long_side: int, short_side: int,
+                           norm_cfg: Optional[dict], deploy: bool) -> nn.Module:
+        """Each block's spatial layer: SLaK's decomposed M x N + N x M + N x N kernel.
+        Subclasses with the same macro design replace only this."""
+        return DecomposedLargeKernelConv(channels, long_side, short_side, norm_cfg=norm_cfg,
+                                         deploy=deploy)

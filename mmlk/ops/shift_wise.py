@@ -1,0 +1,247 @@
+"""Shift-wise convolution: a long M x k depthwise strip realised by small k x k convolutions
+whose outputs are shifted and added.
+
+Li et al., "Shift-ConvNets: Small Convolutional Kernel with Large Kernel Effects" (arXiv
+2401.12736, 2024) and "ShiftwiseConv" (CVPR 2025). An M x k strip is cut along its long side
+into ``nk = ceil(M / k)`` k x k tiles; one grouped conv computes all tiles of all channels
+(``nk`` outputs per channel, "full" padding ``k - 1`` so border windows are kept), and each
+tile's output is shifted by its offset along the long side and summed. With matching tiles this
+equals the dense depthwise M x k convolution exactly, borders included.
+
+The shift-add here is pure PyTorch (any device, any float dtype, deterministic): each long
+strip is read as a *skewed strided view* of the padded tile outputs -- element ``(i, w)`` of the
+view is tile ``i`` at column ``w + i * k`` -- and summed over ``i``. That is one read of each
+element, no per-tile Python loop and no scatter; ``benchmarks/bench_shiftwise.py`` compares it
+with the per-tile slice-add loop.
+
+Footprint: the released code anchors the strip at ``M // 2`` from its first tile (tile ``i``
+covers long-side offsets ``[i*k - M//2, i*k - M//2 + k - 1]``), so when ``nk * k > M`` the
+footprint is asymmetric (e.g. M=49, k=3 covers [-24, 26]). ``anchor='official'`` reproduces
+that for checkpoint compatibility; ``anchor='centred'`` centres the ``nk * k`` footprint.
+"""
+import copy
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ['tile_starts', 'shift_add_strip', 'shift_add_small', 'strip_to_tiles',
+           'tiles_to_strip', 'ShiftWiseLargeKernelConv']
+
+ANCHORS = ('official', 'centred')
+
+
+def _check(long_side: int, small_kernel: int) -> int:
+    for name, k in (('long kernel side', long_side), ('small kernel', small_kernel)):
+        if not isinstance(k, int) or k <= 0 or k % 2 == 0:
+            raise ValueError(f'{name} must be an odd positive int, got {k!r}')
+    if small_kernel > long_side:
+        raise ValueError(f'the small kernel ({small_kernel}) cannot exceed the long side '
+                         f'({long_side})')
+    return math.ceil(long_side / small_kernel)
+
+
+def tile_starts(long_side: int, small_kernel: int, anchor: str = 'official') -> List[int]:
+    """Long-side offset (relative to the output pixel) of the first column of each tile."""
+    nk = _check(long_side, small_kernel)
+    if anchor == 'official':
+        first = -(long_side // 2)
+    elif anchor == 'centred':
+        first = -((nk * small_kernel) // 2)
+    else:
+        raise ValueError(f'anchor must be one of {ANCHORS}, got {anchor!r}')
+    return [first + i * small_kernel for i in range(nk)]
+
+
+def shift_add_strip(tiles: Tensor, starts: Sequence[int], small_kernel: int, out_size: Tuple[int, int],
+                    horizontal: bool) -> Tensor:
+    """Sum the shifted tile outputs of one long strip per channel.
+
+    Args:
+        tiles: ``(B, C, nk, Hy, Wy)`` outputs of the k x k tile convolutions with padding
+            ``k - 1`` on an ``H x W`` input (``Hy = H + k - 1``), tile ``i`` in slot ``i``.
+        starts: :func:`tile_starts` of the strip.
+        small_kernel: k.
+        out_size: ``(H, W)``.
+        horizontal: the long side runs along W (a ``k x M`` strip) if True, along H if False.
+    Returns:
+        ``(B, C, H, W)``: the dense depthwise strip convolution with "same"-size output.
+    """
+    if not horizontal:
+        out = shift_add_strip(tiles.transpose(-1, -2), starts, small_kernel,
+                              (out_size[1], out_size[0]), horizontal=True)
+        return out.transpose(-1, -2)
+    k = small_kernel
+    height, width = out_size
+    short = (k - 1) - k // 2  # the short side is centred: rows [short, short + H)
+    tiles = tiles[..., short:short + height, :]
+    nk = tiles.shape[2]
+    if len(starts) != nk:
+        raise ValueError(f'{len(starts)} tile offsets for {nk} tiles')
+    # Column of y read by output column w for tile i: w + starts[i] + k - 1. Pad so every read
+    # of the skewed view below stays inside its own row.
+    first = starts[0] + k - 1
+    left = max(0, -first)
+    right = max(0, width - 1 + starts[-1] + k - 1 - (tiles.shape[-1] - 1))
+    tiles = F.pad(tiles, (left, right)).contiguous()
+    row = tiles.shape[-1]
+    step = starts[1] - starts[0] if nk > 1 else 0
+    if any(b - a != step for a, b in zip(starts, starts[1:])):
+        raise ValueError(f'tile offsets must be evenly spaced, got {list(starts)}')
+    b, c, _, h, _ = tiles.shape
+    s = tiles.stride()
+    # view[b, c, i, h, w] = tiles[b, c, i, h, w + first + left + i * step]
+    view = tiles.as_strided((b, c, nk, h, width), (s[0], s[1], s[2] + step, s[3], 1),
+                            tiles.storage_offset() + first + left)
+    return view.sum(2)
+
+
+def shift_add_small(tiles: Tensor, small_kernel: int, out_size: Tuple[int, int]) -> Tensor:
+    """The centred ``k x k`` response of ``(B, C, Hy, Wy)`` full-padding tile outputs."""
+    short = (small_kernel - 1) - small_kernel // 2
+    return tiles[..., short:short + out_size[0], short:short + out_size[1]]
+
+
+def strip_to_tiles(kernel: Tensor, small_kernel: int, horizontal: bool) -> Tensor:
+    """Cut a depthwise strip kernel ``(C, 1, k, M)`` (horizontal) or ``(C, 1, M, k)`` into
+    ``(C * nk, 1, k, k)`` tiles, zero-padding the long side at its end to ``nk * k`` (tile ``t`` of
+    channel ``c`` is output channel ``c * nk + t``, the grouped-conv layout)."""
+    if not horizontal:
+        return strip_to_tiles(kernel.transpose(-1, -2), small_kernel, True).transpose(-1, -2)
+    channels, _, k, long_side = kernel.shape
+    if k != small_kernel:
+        raise ValueError(f'the strip is {k} wide, expected the small kernel {small_kernel}')
+    nk = math.ceil(long_side / k)  # the strip may already be padded to nk * k (even)
+    padded = F.pad(kernel, (0, nk * k - long_side))
+    tiles = padded.reshape(channels, k, nk, k).permute(0, 2, 1, 3)
+    return tiles.reshape(channels * nk, 1, k, k)
+
+
+def tiles_to_strip(tiles: Tensor, long_side: int, horizontal: bool,
+                   channels: Optional[int] = None) -> Tensor:
+    """Inverse of :func:`strip_to_tiles`: the dense ``nk * k`` long strip (not cut to M)."""
+    if not horizontal:
+        return tiles_to_strip(tiles.transpose(-1, -2), long_side, True, channels).transpose(-1, -2)
+    k = tiles.shape[-1]
+    nk = math.ceil(long_side / k)
+    channels = channels or tiles.shape[0] // nk
+    return tiles.reshape(channels, nk, k, k).permute(0, 2, 1, 3).reshape(channels, 1, k, nk * k)
+
+
+class ShiftWiseLargeKernelConv(nn.Module):
+    """SLaK's decomposed large kernel with both long strips realised shift-wise (Shift-ConvNets,
+    2024: the "equ-SLaK" operator).
+
+    An ``M x k`` (tall) and a ``k x M`` (wide) depthwise strip, each followed by a BN, plus a
+    ``k x k`` conv-BN, summed -- the function of :class:`~mmlk.ops.DecomposedLargeKernelConv` --
+    but the strips are ``nk = ceil(M / k)`` k x k tiles each, all computed by **one** grouped conv
+    (``tiles``: ``2 * nk`` outputs per channel, tall tiles first) and shifted/added by
+    :func:`shift_add_strip`. With ``anchor='official'`` the tiles start at ``-M // 2`` and the
+    strip is zero beyond ``M``: :meth:`from_decomposed` converts a SLaK module's weights with
+    identical outputs (the paper's equivalence claim).
+
+    Args:
+        channels: input (= output) channels.
+        kernel_size: the long side M (odd).
+        small_kernel: k (odd), the tile and small-branch size.
+        anchor: ``'official'`` (released code's footprint) or ``'centred'``.
+        norm_cfg: norm of each branch.
+        deploy: build the inference form: the two strip BNs folded into the tiles and one bias,
+            the small branch a biased conv (:meth:`switch_to_deploy`, exact in eval mode).
+    """
+
+    def __init__(self,
+                 channels: int,
+                 kernel_size: int,
+                 small_kernel: int = 5,
+                 anchor: str = 'official',
+                 norm_cfg: Optional[dict] = dict(type='BN'),
+                 deploy: bool = False) -> None:
+        super().__init__()
+        from mmcv.cnn import build_norm_layer
+
+        from .reparam import ConvBN
+        self.num_tiles = _check(kernel_size, small_kernel)
+        if small_kernel >= kernel_size:
+            raise ValueError(f'the small kernel ({small_kernel}) must be smaller than the long '
+                             f'side ({kernel_size})')
+        self.channels, self.kernel_size, self.small_kernel = channels, kernel_size, small_kernel
+        self.anchor = anchor
+        self.starts = tile_starts(kernel_size, small_kernel, anchor)
+        self.deploy = deploy
+        self.tiles = nn.Conv2d(channels, 2 * channels * self.num_tiles, small_kernel,
+                               padding=small_kernel - 1, groups=channels, bias=False)
+        if deploy:
+            self.bias = nn.Parameter(torch.zeros(channels))
+        else:
+            self.bn_tall = build_norm_layer(norm_cfg, channels)[1]
+            self.bn_wide = build_norm_layer(norm_cfg, channels)[1]
+        self.small_conv = ConvBN(channels, channels, small_kernel, groups=channels,
+                                 norm_cfg=norm_cfg, deploy=deploy)
+
+    def forward(self, x: Tensor) -> Tensor:
+        size = x.shape[-2:]
+        b, k, nk = x.shape[0], self.small_kernel, self.num_tiles
+        y = self.tiles(x)
+        y = y.view(b, self.channels, 2, nk, y.shape[-2], y.shape[-1])
+        tall = shift_add_strip(y[:, :, 0], self.starts, k, size, horizontal=False)
+        wide = shift_add_strip(y[:, :, 1], self.starts, k, size, horizontal=True)
+        if self.deploy:
+            return tall + wide + self.small_conv(x) + self.bias.view(1, -1, 1, 1)
+        return self.bn_tall(tall) + self.bn_wide(wide) + self.small_conv(x)
+
+    def switch_to_deploy(self) -> None:
+        """Fold the strip BNs into the tiles (a BN after the shift-add is a per-channel affine
+        map, so it scales every tile of its channel) and the small branch's BN into its conv."""
+        if self.deploy:
+            return
+        from .reparam import fuse_conv_bn
+        k, nk = self.small_kernel, self.num_tiles
+        tiles = self.tiles.weight.detach().reshape(self.channels, 2, nk * k, k)
+        tall, tall_bias = fuse_conv_bn(tiles[:, 0, None], self.bn_tall)
+        wide, wide_bias = fuse_conv_bn(tiles[:, 1, None], self.bn_wide)
+        self.tiles.weight.data.copy_(torch.stack([tall[:, 0], wide[:, 0]], 1).reshape_as(
+            self.tiles.weight))
+        self.bias = nn.Parameter((tall_bias + wide_bias).detach())
+        self.small_conv.switch_to_deploy()
+        del self.bn_tall, self.bn_wide
+        self.deploy = True
+
+    def equivalent_strips(self) -> Tuple[Tensor, Tensor]:
+        """The dense ``(nk*k) x k`` tall and ``k x (nk*k)`` wide kernels the tiles compute."""
+        w = self.tiles.weight.reshape(self.channels, 2, self.num_tiles, 1, self.small_kernel,
+                                      self.small_kernel)
+        tall = tiles_to_strip(w[:, 0].reshape(-1, 1, self.small_kernel, self.small_kernel),
+                              self.kernel_size, horizontal=False, channels=self.channels)
+        wide = tiles_to_strip(w[:, 1].reshape(-1, 1, self.small_kernel, self.small_kernel),
+                              self.kernel_size, horizontal=True, channels=self.channels)
+        return tall, wide
+
+    @classmethod
+    def from_decomposed(cls, module: nn.Module) -> 'ShiftWiseLargeKernelConv':
+        """Convert a training-form :class:`~mmlk.ops.DecomposedLargeKernelConv` (SLaK) into the
+        shift-wise form computing the same function (official anchor, same BNs)."""
+        if getattr(module, 'deploy', False):
+            raise ValueError('convert the training form (LoRA1/LoRA2/small_conv), not a deployed '
+                             'SLaK kernel')
+        if module.small_conv.bn is None:
+            raise ValueError('the SLaK kernel has no BNs to carry over (built with norm_cfg=None)')
+        conv = cls(module.channels, module.kernel_size, module.small_kernel, anchor='official')
+        conv.to(module.LoRA1.conv.weight.dtype)  # the copy below keeps full precision
+        k = module.small_kernel
+        tall = strip_to_tiles(module.LoRA1.conv.weight.detach(), k, horizontal=False)
+        wide = strip_to_tiles(module.LoRA2.conv.weight.detach(), k, horizontal=True)
+        tiles = torch.stack([tall.reshape(module.channels, -1, k, k),
+                             wide.reshape(module.channels, -1, k, k)], 1)
+        conv.tiles.weight.data.copy_(tiles.reshape(-1, 1, k, k))
+        conv.bn_tall = copy.deepcopy(module.LoRA1.bn)
+        conv.bn_wide = copy.deepcopy(module.LoRA2.bn)
+        conv.small_conv = copy.deepcopy(module.small_conv)
+        weight = module.LoRA1.conv.weight
+        return conv.to(weight.device, weight.dtype)
+
+    def extra_repr(self) -> str:
+        return (f'channels={self.channels}, kernel_size=({self.kernel_size}, {self.small_kernel}), '
+                f'tiles={self.num_tiles}, anchor={self.anchor!r}, deploy={self.deploy}')

@@ -1,0 +1,170 @@
+"""Shift-wise convolution (Shift-ConvNets): the pure-PyTorch shift-add equals dense depthwise
+strip convolutions, borders included, and SLaK's kernels convert exactly (equ-SLaK)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmlk.ops import DecomposedLargeKernelConv
+from mmlk.ops.shift_wise import (ShiftWiseLargeKernelConv, shift_add_strip, strip_to_tiles,
+                                 tile_starts, tiles_to_strip)
+from test_ops import randomise_bn
+
+CASES = [(51, 3, 9, 12), (49, 3, 20, 17), (47, 3, 30, 31), (13, 3, 5, 7), (51, 5, 14, 60),
+         (13, 5, 3, 3), (7, 3, 16, 16), (15, 5, 8, 40), (9, 3, 9, 9), (45, 5, 11, 6), (5, 5, 6, 6)]
+
+
+def shift_wise_strip(x, strip, k, horizontal, anchor, long_side=None):
+    """The strip convolution computed shift-wise: tiles by one grouped conv, then shift-add."""
+    channels = x.shape[1]
+    long_side = long_side or (strip.shape[-1] if horizontal else strip.shape[-2])
+    nk = math.ceil(long_side / k)
+    y = F.conv2d(x, strip_to_tiles(strip, k, horizontal), padding=k - 1, groups=channels)
+    y = y.view(x.shape[0], channels, nk, y.shape[-2], y.shape[-1])
+    return shift_add_strip(y, tile_starts(long_side, k, anchor), k, x.shape[-2:], horizontal)
+
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize('long_side,k,height,width', CASES)
+@pytest.mark.parametrize('horizontal', [True, False])
+def test_official_anchor_equals_dense_strip_conv(long_side, k, height, width, horizontal, dtype,
+                                                 tol):
+    g = torch.Generator().manual_seed(long_side * 100 + height)
+    x = torch.randn(2, 3, height, width, generator=g, dtype=dtype)
+    shape = (3, 1, k, long_side) if horizontal else (3, 1, long_side, k)
+    strip = torch.randn(shape, generator=g, dtype=dtype)
+    padding = (k // 2, long_side // 2) if horizontal else (long_side // 2, k // 2)
+    reference = F.conv2d(x, strip, padding=padding, groups=3)
+    out = shift_wise_strip(x, strip, k, horizontal, 'official')
+    assert out.shape == reference.shape
+    torch.testing.assert_close(out, reference, atol=tol * reference.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize('long_side,k,height,width', CASES)
+def test_official_footprint_is_anchored_at_half_m_and_centred_is_symmetric(long_side, k, height,
+                                                                          width):
+    nk = math.ceil(long_side / k)
+    official, centred = tile_starts(long_side, k), tile_starts(long_side, k, 'centred')
+    assert official[0] == -(long_side // 2) and len(official) == nk
+    assert centred[0] == -((nk * k) // 2)
+    # the centred footprint as a dense (nk*k)-wide kernel with asymmetric "same" padding
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(1, 2, height, width, generator=g, dtype=torch.float64)
+    strip = torch.randn(2, 1, k, nk * k, generator=g, dtype=torch.float64)
+    left = (nk * k) // 2
+    reference = F.conv2d(F.pad(x, (left, nk * k - 1 - left, k // 2, k // 2)), strip, groups=2)
+    out = shift_wise_strip(x, strip, k, True, 'centred', long_side=long_side)
+    torch.testing.assert_close(out, reference, atol=1e-12, rtol=0)
+
+
+def test_tiles_round_trip_and_zero_tail():
+    strip = torch.randn(4, 1, 3, 49)
+    tiles = strip_to_tiles(strip, 3, horizontal=True)
+    assert tiles.shape == (4 * 17, 1, 3, 3)
+    dense = tiles_to_strip(tiles, 49, horizontal=True)
+    assert torch.equal(dense[..., :49], strip) and not dense[..., 49:].any()
+    assert torch.equal(tiles[1], strip[0, :, :, 3:6])  # tile t of channel c is channel c*nk+t
+    tall = torch.randn(2, 1, 13, 5)
+    assert torch.equal(tiles_to_strip(strip_to_tiles(tall, 5, False), 13, False)[..., :13, :], tall)
+
+
+def test_gradients_match_the_dense_convolution():
+    x = torch.randn(1, 2, 7, 9, dtype=torch.float64, requires_grad=True)
+    strip = torch.randn(2, 1, 3, 13, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda a, w: shift_wise_strip(a, w, 3, True, 'official'),
+                             (x, strip))
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_low_precision_runs_and_matches(dtype):
+    x = torch.randn(1, 4, 12, 12)
+    strip = torch.randn(4, 1, 13, 3)
+    reference = F.conv2d(x, strip, padding=(6, 1), groups=4)
+    out = shift_wise_strip(x.to(dtype), strip.to(dtype), 3, False, 'official')
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), reference, atol=0.1 * reference.abs().max().item(),
+                               rtol=0.05)
+
+
+@pytest.mark.parametrize('long_side,k,size', [(51, 5, 20), (13, 5, 7), (47, 3, 30), (49, 5, 40)])
+def test_equ_slak_conversion_is_exact(long_side, k, size):
+    slak = DecomposedLargeKernelConv(6, long_side, k).double()
+    randomise_bn(slak, seed=long_side)
+    slak.eval()
+    shift_wise = ShiftWiseLargeKernelConv.from_decomposed(slak).double().eval()
+    assert shift_wise.tiles.weight.shape == (2 * 6 * math.ceil(long_side / k), 1, k, k)
+    x = torch.randn(2, 6, size, size + 3, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(shift_wise(x), slak(x), atol=1e-12, rtol=0)
+    tall, wide = shift_wise.equivalent_strips()
+    assert torch.equal(tall[:, :, :long_side], slak.LoRA1.conv.weight.detach())
+    assert torch.equal(wide[..., :long_side], slak.LoRA2.conv.weight.detach())
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(kernel_size=50), 'odd positive'), (dict(small_kernel=4), 'odd positive'),
+    (dict(kernel_size=5, small_kernel=5), 'smaller than the long side'),
+    (dict(anchor='left'), "anchor must be one of"),
+])
+def test_bad_arguments_say_what_is_wrong(kwargs, message):
+    args = dict(channels=4, kernel_size=13, small_kernel=5)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        ShiftWiseLargeKernelConv(**args)
+
+
+@pytest.mark.parametrize('anchor', ['official', 'centred'])
+def test_deploy_folds_the_strip_bns_exactly(anchor):
+    module = ShiftWiseLargeKernelConv(5, 13, 3, anchor=anchor).double()
+    randomise_bn(module, seed=3)
+    module.eval()
+    x = torch.randn(2, 5, 11, 9, dtype=torch.float64)
+    with torch.no_grad():
+        reference = module(x)
+        module.switch_to_deploy()
+        deployed = module(x)
+    assert module.deploy and not hasattr(module, 'bn_tall') and module.small_conv.bn is None
+    torch.testing.assert_close(deployed, reference, atol=1e-12, rtol=0)
+    direct = ShiftWiseLargeKernelConv(5, 13, 3, anchor=anchor, deploy=True)
+    assert direct.state_dict().keys() == module.state_dict().keys()
+
+
+# ---------------------------------------------------------------------- the 2024 backbone
+def test_shift_wise_convnext_is_slak_with_shift_wise_kernels():
+    from mmlk.models.backbones import SLaK, ShiftWiseConvNeXt
+    from mmlk.registry import MODELS
+    from conftest import TINY_ARCH, TINY_DIMS
+    model = MODELS.build(dict(type='mmlk.ShiftWiseConvNeXt', arch=TINY_ARCH,
+                              out_indices=(0, 1, 2, 3), gap_before_final_norm=False))
+    assert isinstance(model, ShiftWiseConvNeXt) and isinstance(model, SLaK)
+    kernel = model.stages[0][0].large_kernel
+    assert isinstance(kernel, ShiftWiseLargeKernelConv) and kernel.num_tiles == 11  # 51 / 5
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [tuple(o.shape) for o in outs] == [(1, c, 16 // 2**i, 16 // 2**i)
+                                            for i, c in enumerate(TINY_DIMS)]
+
+
+def test_equ_slak_network_has_identical_outputs_and_deploys_exactly():
+    from mmlk.models.backbones import SLaK, ShiftWiseConvNeXt
+    from conftest import TINY_ARCH
+    slak = SLaK(arch=TINY_ARCH, kernel_size=(13, 11, 9, 7, 5), out_indices=(0, 1, 2, 3),
+                gap_before_final_norm=False).double()
+    randomise_bn(slak, seed=11)
+    slak.eval()
+    converted = ShiftWiseConvNeXt.from_slak(slak).eval()
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        reference = slak(x)
+        for a, b in zip(converted(x), reference):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+        converted.switch_to_deploy()
+        for a, b in zip(converted(x), reference):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    rebuilt = ShiftWiseConvNeXt(arch=TINY_ARCH, kernel_size=(13, 11, 9, 7, 5),
+                                out_indices=(0, 1, 2, 3), gap_before_final_norm=False,
+                                deploy=True)
+    rebuilt.load_state_dict(converted.state_dict())  # strict: the deploy constructor matches
+    slak.switch_to_deploy()
+    with pytest.raises(ValueError, match='training form'):
+        ShiftWiseConvNeXt.from_slak(slak)
