@@ -168,3 +168,60 @@ def test_equ_slak_network_has_identical_outputs_and_deploys_exactly():
     slak.switch_to_deploy()
     with pytest.raises(ValueError, match='training form'):
         ShiftWiseConvNeXt.from_slak(slak)
+
+
+# ---------------------------------------------------------------------- the CVPR 2025 operator
+def dense_branch_kernels(op):
+    """K_H (k x nk*k), K_V (nk*k x k) and K_S (k x k) per rep channel, built from the tile
+    weights and the replica tables as the reference describes (section 1.6)."""
+    from mmlk.ops.shift_wise import ShiftWiseConv  # noqa: F401
+    k, nk = op.small_kernel, op.num_tiles
+    w = sum(conv.weight.detach() for conv in op.LoRAs).view(-1, nk, k, k)  # (R, nk, k, k)
+    reps = w.shape[0]
+    k_h = torch.zeros(reps, 1, k, nk * k, dtype=w.dtype)
+    k_v = torch.zeros(reps, 1, nk * k, k, dtype=w.dtype)
+    k_s = torch.zeros(reps, 1, k, k, dtype=w.dtype)
+    for r in range(len(op.index_h)):
+        for c in range(reps):
+            for i in range(nk):
+                k_h[c, 0, :, i * k:(i + 1) * k] += w[c, op.index_h[r, c, i]]
+                k_v[c, 0, i * k:(i + 1) * k, :] += w[c, op.index_v[r, c, i]]
+            k_s[c, 0] += w[c, op.index_small[r, c]]
+    return k_h, k_v, k_s
+
+
+@pytest.mark.parametrize('long_side,k,size', [(13, 3, 9), (51, 3, 7), (15, 5, 20), (47, 3, 12)])
+def test_cvpr_operator_equals_dense_cross_shaped_convolutions(long_side, k, size):
+    from mmlk.ops.shift_wise import ShiftWiseConv
+    op = ShiftWiseConv(10, long_side, k, ghost_ratio=0.23, num_paths=2, num_replicas=4).double()
+    reps, nk, mid = len(op.rep_index), op.num_tiles, long_side // 2
+    x = torch.randn(2, reps, size, size + 2, dtype=torch.float64)
+    h, v, s = op.branches(x)
+    k_h, k_v, k_s = dense_branch_kernels(op)
+    right = nk * k - 1 - mid
+    ref_h = F.conv2d(F.pad(x, (mid, right, k // 2, k // 2)), k_h, groups=reps)
+    ref_v = F.conv2d(F.pad(x, (k // 2, k // 2, mid, right)), k_v, groups=reps)
+    ref_s = F.conv2d(x, k_s, padding=k // 2, groups=reps)
+    for out, ref in ((h, ref_h), (v, ref_v), (s, ref_s)):
+        torch.testing.assert_close(out, ref, atol=1e-11, rtol=0)
+
+
+def test_cvpr_operator_tables_are_seeded_buffers_and_ghosts_pass_through():
+    from mmlk.ops.shift_wise import ShiftWiseConv, ghost_split, replica_tables
+    state = torch.random.get_rng_state()
+    replica_tables(60, 17, 4)
+    ghost_split(80, 0.23)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is untouched
+    torch.manual_seed(0)
+    a = ShiftWiseConv(80, 51, 3)
+    torch.manual_seed(999)  # the tables do not depend on the global seed either
+    b = ShiftWiseConv(80, 51, 3)
+    for name in ('rep_index', 'ghost_index', 'index_h', 'index_v', 'index_small'):
+        assert torch.equal(getattr(a, name), getattr(b, name)) and name in a.state_dict()
+    assert len(a.rep_index) == 60 and len(a.ghost_index) == 20  # SW-T stage 0 (ghost 0.23)
+    assert [len(ghost_split(c, 0.23)[0]) for c in (80, 160, 320, 640)] == [60, 122, 246, 492]
+    assert sorted(a.index_h[0, 5].tolist()) == list(range(17))  # a permutation per channel
+    x = torch.randn(1, 80, 8, 8)
+    out = a.eval()(x)
+    assert out.shape == x.shape
+    assert torch.equal(out[:, 60:], x[:, a.ghost_index])  # ghosts appended, unchanged

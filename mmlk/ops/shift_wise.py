@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ['tile_starts', 'shift_add_strip', 'shift_add_small', 'strip_to_tiles',
-           'tiles_to_strip', 'ShiftWiseLargeKernelConv']
+           'tiles_to_strip', 'ShiftWiseLargeKernelConv', 'ShiftWiseConv', 'replica_tables',
+           'ghost_split']
 
 ANCHORS = ('official', 'centred')
 
@@ -245,3 +246,126 @@ class ShiftWiseLargeKernelConv(nn.Module):
     def extra_repr(self) -> str:
         return (f'channels={self.channels}, kernel_size=({self.kernel_size}, {self.small_kernel}), '
                 f'tiles={self.num_tiles}, anchor={self.anchor!r}, deploy={self.deploy}')
+
+
+def replica_tables(channels: int, num_tiles: int, num_replicas: int, seed: int = 123
+                   ) -> Tuple[Tensor, Tensor, Tensor]:
+    """The CVPR operator's random tile arrangements, drawn from a private generator.
+
+    Returns ``(index_h, index_v, index_small)``: ``index_h[r, c, i]`` is the tile (of channel
+    ``c``'s ``num_tiles``) placed at strip position ``i`` in replica ``r`` of the horizontal
+    strip, likewise ``index_v``; ``index_small[r, c]`` the tile reused as the k x k branch. The
+    draw order follows the released code (all horizontal permutations, then all vertical ones,
+    then the small-branch picks, per replica and channel, from ``torch.manual_seed(seed)``) but
+    never touches the global RNG.
+    """
+    g = torch.Generator().manual_seed(seed)
+    perms = [torch.stack([torch.stack([torch.randperm(num_tiles, generator=g)
+                                       for _ in range(channels)]) for _ in range(num_replicas)])
+             for _ in range(2)]
+    small = torch.stack([torch.randint(0, num_tiles, (channels, ), generator=g)
+                         for _ in range(num_replicas)])
+    return perms[0], perms[1], small
+
+
+def ghost_split(channels: int, ghost_ratio: float, seed: int = 123) -> Tuple[Tensor, Tensor]:
+    """``(rep, ghost)`` channel indices (sorted) of the CVPR operator: ``R = int(C * (1 -
+    ghost_ratio)) // 2 * 2`` channels go through the shift-wise conv, the others pass through.
+    Drawn as the released code does (``numpy`` seed 123, ``choice`` without replacement) from a
+    private ``RandomState``."""
+    import numpy as np
+    if not 0 <= ghost_ratio < 1:
+        raise ValueError(f'ghost_ratio must be in [0, 1), got {ghost_ratio}')
+    rep_count = int(channels * (1 - ghost_ratio)) // 2 * 2
+    if rep_count < 2:
+        raise ValueError(f'ghost_ratio {ghost_ratio} leaves no channel pair of {channels} for the '
+                         'shift-wise conv')
+    ghost = np.sort(np.random.RandomState(seed).choice(channels, channels - rep_count,
+                                                       replace=False))
+    rep = np.setdiff1d(np.arange(channels), ghost)
+    return torch.as_tensor(rep, dtype=torch.long), torch.as_tensor(ghost, dtype=torch.long)
+
+
+def _gather_replicas(tiles: Tensor, index: Tensor) -> Tensor:
+    """``sum_r tiles[:, c, index[r, c, i]]`` for every (c, i): ``(B, C, nk, H, W)``."""
+    channels, num_tiles = index.shape[1:]
+    offsets = torch.arange(channels, device=tiles.device).view(-1, 1) * num_tiles
+    flat = tiles.flatten(1, 2)
+    out = 0
+    for replica in index.to(tiles.device):
+        out = out + flat.index_select(1, (replica + offsets).flatten())
+    return out.view_as(tiles)
+
+
+class ShiftWiseConv(nn.Module):
+    """The CVPR 2025 ShiftwiseConv operator (Li et al., "ShiftwiseConv: Small Convolutional
+    Kernel with Large Kernel Effect").
+
+    A fixed random subset of ``ghost`` channels passes through; on the other ``R`` channels
+    ``num_paths`` grouped k x k convs (``LoRAs``, summed: linear over-parameterisation) give
+    ``nk = ceil(M / k)`` tiles per channel, which ``num_replicas`` random arrangements place
+    along a horizontal and a vertical long strip and, one tile each, as a k x k branch. Each
+    branch has its own BN (``bn_lora1`` horizontal, ``bn_lora2`` vertical, ``bn_small``) and the
+    rep channels add an identity: ``cat([BN_H(H) + BN_V(V) + BN_S(S) + x_rep, x_ghost])``.
+
+    The ghost split and arrangements are reproducible buffers (:func:`ghost_split`,
+    :func:`replica_tables`), so a checkpoint is self-contained; the released checkpoints lack
+    them and a load regenerates them from the same seeds. Module names follow the released code.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 kernel_size: int,
+                 small_kernel: int = 3,
+                 ghost_ratio: float = 0.23,
+                 num_paths: int = 2,
+                 num_replicas: int = 4,
+                 anchor: str = 'official',
+                 norm_cfg: Optional[dict] = dict(type='BN'),
+                 seed: int = 123) -> None:
+        super().__init__()
+        from mmcv.cnn import build_norm_layer
+        if num_paths < 1 or num_replicas < 1:
+            raise ValueError(f'num_paths and num_replicas must be >= 1, got {num_paths} and '
+                             f'{num_replicas}')
+        self.num_tiles = _check(kernel_size, small_kernel)
+        self.channels, self.kernel_size, self.small_kernel = channels, kernel_size, small_kernel
+        self.starts = tile_starts(kernel_size, small_kernel, anchor)
+        rep, ghost = ghost_split(channels, ghost_ratio, seed)
+        self.register_buffer('rep_index', rep)
+        self.register_buffer('ghost_index', ghost)
+        index_h, index_v, index_small = replica_tables(len(rep), self.num_tiles, num_replicas,
+                                                       seed)
+        self.register_buffer('index_h', index_h)
+        self.register_buffer('index_v', index_v)
+        self.register_buffer('index_small', index_small)
+        reps = len(rep)
+        self.LoRAs = nn.ModuleList(
+            nn.Conv2d(reps, reps * self.num_tiles, small_kernel, padding=small_kernel - 1,
+                      groups=reps, bias=False) for _ in range(num_paths))
+        self.bn_lora1 = build_norm_layer(norm_cfg, reps)[1]
+        self.bn_lora2 = build_norm_layer(norm_cfg, reps)[1]
+        self.bn_small = build_norm_layer(norm_cfg, reps)[1]
+
+    def branches(self, x_rep: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """The horizontal, vertical and small outputs before their BNs."""
+        size, k = x_rep.shape[-2:], self.small_kernel
+        y = sum(conv(x_rep) for conv in self.LoRAs)
+        tiles = y.view(y.shape[0], -1, self.num_tiles, y.shape[-2], y.shape[-1])
+        h = shift_add_strip(_gather_replicas(tiles, self.index_h), self.starts, k, size, True)
+        v = shift_add_strip(_gather_replicas(tiles, self.index_v), self.starts, k, size, False)
+        pick = (self.index_small + torch.arange(tiles.shape[1], device=y.device) *
+                self.num_tiles)
+        small = sum(shift_add_small(y.index_select(1, p), k, size) for p in pick)
+        return h, v, small
+
+    def forward(self, x: Tensor) -> Tensor:
+        x_rep = x.index_select(1, self.rep_index)
+        h, v, small = self.branches(x_rep)
+        out = self.bn_lora1(h) + self.bn_lora2(v) + self.bn_small(small) + x_rep
+        return torch.cat([out, x.index_select(1, self.ghost_index)], 1)
+
+    def extra_repr(self) -> str:
+        return (f'channels={self.channels} (rep {len(self.rep_index)}), kernel_size=('
+                f'{self.kernel_size}, {self.small_kernel}), tiles={self.num_tiles}, '
+                f'paths={len(self.LoRAs)}, replicas={len(self.index_h)}')
