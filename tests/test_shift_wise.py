@@ -225,3 +225,104 @@ def test_cvpr_operator_tables_are_seeded_buffers_and_ghosts_pass_through():
     out = a.eval()(x)
     assert out.shape == x.shape
     assert torch.equal(out[:, 60:], x[:, a.ghost_index])  # ghosts appended, unchanged
+
+
+# ---------------------------------------------------------------------- the CVPR 2025 SW-T
+def released_sw_layout(depths=(3, 3, 18, 3), dims=(80, 160, 320, 640),
+                       kernels=(51, 49, 47, 13), k=3, num_classes=1000):
+    """``[(key, shape)]`` of the released SW-T checkpoint's ``model``, written from the key list
+    in the reference notes (section 4.4) and the operator's shapes, not from our model."""
+    from mmlk.ops.shift_wise import ghost_split
+    spec = []
+
+    def norm(prefix, c, bn=False):
+        spec.extend([(f'{prefix}.weight', [c]), (f'{prefix}.bias', [c])])
+        if bn:
+            spec.extend([(f'{prefix}.running_mean', [c]), (f'{prefix}.running_var', [c]),
+                         (f'{prefix}.num_batches_tracked', [])])
+
+    d0 = dims[0]
+    spec += [('downsample_layers.0.0.weight', [d0 // 2, 3, 3, 3]),
+             ('downsample_layers.0.0.bias', [d0 // 2])]
+    norm('downsample_layers.0.1', d0 // 2)
+    spec += [('downsample_layers.0.3.weight', [d0, d0 // 2, 3, 3]),
+             ('downsample_layers.0.3.bias', [d0])]
+    norm('downsample_layers.0.4', d0)
+    for i in range(1, 4):
+        spec += [(f'downsample_layers.{i}.0.weight', [dims[i], dims[i - 1], 3, 3]),
+                 (f'downsample_layers.{i}.0.bias', [dims[i]])]
+        norm(f'downsample_layers.{i}.1', dims[i])
+    for s, (depth, d, m) in enumerate(zip(depths, dims, kernels)):
+        reps, nk = len(ghost_split(d, 0.23)[0]), math.ceil(m / k)
+        for b in range(depth):
+            p = f'stages.{s}.{b}'
+            spec += [(f'{p}.large_kernel.LoRAs.{j}.weight', [reps * nk, 1, k, k]) for j in (0, 1)]
+            for bn in ('bn_lora1', 'bn_lora2', 'bn_small'):
+                norm(f'{p}.large_kernel.{bn}', reps, bn=True)
+            norm(f'{p}.norm', d, bn=True)
+            spec += [(f'{p}.se.down.weight', [d // 4, d, 1, 1]), (f'{p}.se.down.bias', [d // 4]),
+                     (f'{p}.se.up.weight', [d, d // 4, 1, 1]), (f'{p}.se.up.bias', [d]),
+                     (f'{p}.pwconv1.1.weight', [4 * d, d]), (f'{p}.pwconv1.1.bias', [4 * d]),
+                     (f'{p}.act.1.gamma', [1, 1, 1, 4 * d]), (f'{p}.act.1.beta', [1, 1, 1, 4 * d]),
+                     (f'{p}.pwconv2.0.weight', [d, 4 * d])]
+            norm(f'{p}.pwconv2.2', d, bn=True)
+            spec.append((f'{p}.gamma', [d]))
+    norm('norm', dims[3])
+    spec += [('head.weight', [num_classes, dims[3]]), ('head.bias', [num_classes])]
+    return spec
+
+
+def test_sw_t_has_the_released_layout_and_size():
+    from mmlk.models.backbones import ShiftWiseNet
+    with torch.device('meta'):
+        model = ShiftWiseNet('tiny', out_indices=(3, ), gap_before_final_norm=True)
+    spec = dict(released_sw_layout())
+    ours = {('norm.' + k[6:] if k.startswith('norm3.') else k): list(v.shape)
+            for k, v in model.state_dict().items()
+            if k.rsplit('.', 1)[-1] not in ShiftWiseNet._table_buffers}
+    assert ours == {k: v for k, v in spec.items() if not k.startswith('head.')}
+    total = sum(p.numel() for p in model.parameters()) + 640 * 1000 + 1000
+    assert round(total / 1e6, 1) == 31.8  # the reference's count of the training form
+
+
+def test_released_checkpoint_loads_strictly_and_regenerates_the_tables(tmp_path):
+    from mmlk.models.backbones import ShiftWiseNet
+    arch = dict(depths=[1, 1, 2, 1], dims=[16, 32, 64, 128])
+    g = torch.Generator().manual_seed(0)
+    state = {k: (torch.tensor(5) if k.endswith('num_batches_tracked') else
+                 torch.rand(s, generator=g) + 0.5 if k.endswith('running_var') else
+                 torch.randn(s, generator=g))
+             for k, s in released_sw_layout(arch['depths'], arch['dims'])}
+    path = tmp_path / 'checkpoint-best.pth'
+    torch.save({'model': state, 'epoch': 299, 'args': None}, path)
+    model = ShiftWiseNet(arch, out_indices=(0, 1, 2, 3), gap_before_final_norm=False,
+                         init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    reference_tables = ShiftWiseNet(arch, out_indices=(0, 1, 2, 3),
+                                    gap_before_final_norm=False).state_dict()
+    model.init_weights()
+    sd = model.state_dict()
+    assert torch.equal(sd['stages.2.1.large_kernel.LoRAs.1.weight'],
+                       state['stages.2.1.large_kernel.LoRAs.1.weight'])
+    assert torch.equal(sd['stages.2.1.large_kernel.index_h'],
+                       reference_tables['stages.2.1.large_kernel.index_h'])
+    outs = model.eval()(torch.randn(1, 3, 64, 64))
+    assert [tuple(o.shape) for o in outs] == [(1, 16, 16, 16), (1, 32, 8, 8), (1, 64, 4, 4),
+                                            (1, 128, 2, 2)]
+    del state['stages.0.0.se.up.bias']
+    torch.save({'model': state}, path)
+    with pytest.raises(Exception, match=r'stages\.0\.0\.se\.up\.bias'):
+        ShiftWiseNet(arch, init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
+
+
+def test_sw_t_trains_with_checkpointing_and_layer_decay_ids():
+    from mmlk.models.backbones import ShiftWiseNet
+    arch = dict(depths=[1, 1, 2, 1], dims=[16, 32, 64, 128])
+    torch.manual_seed(0)
+    model = ShiftWiseNet(arch, kernel_size=(13, 11, 9, 7, 3), out_indices=(0, 1, 2, 3),
+                         gap_before_final_norm=False, with_cp=True, frozen_stages=1)
+    model.train()
+    assert not any(p.requires_grad for p in model.stages[0].parameters())
+    # (a plain mean would have no gradient through the train-mode BN closing each block)
+    sum((o * torch.randn_like(o)).sum() for o in model(torch.randn(2, 3, 64, 64))).backward()
+    assert model.stages[3][0].large_kernel.LoRAs[0].weight.grad.abs().sum() > 0
+    assert model.get_layer_depth('backbone.stages.1.0.se.up.weight', 'backbone.') == (2, 8)

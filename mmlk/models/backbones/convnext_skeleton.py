@@ -150,12 +150,9 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
         self.norm_eval = norm_eval
         self.gap_before_final_norm = gap_before_final_norm
 
-        self.downsample_layers = nn.ModuleList()
-        self.downsample_layers.append(
-            nn.Sequential(nn.Conv2d(in_channels, dims[0], 4, stride=4), LayerNorm2d(dims[0])))
-        for i in range(1, self.num_stages):
-            self.downsample_layers.append(
-                nn.Sequential(LayerNorm2d(dims[i - 1]), nn.Conv2d(dims[i - 1], dims[i], 2, stride=2)))
+        self.downsample_layers = nn.ModuleList(
+            [self.build_stem(in_channels, dims[0])] +
+            [self.build_downsample(dims[i - 1], dims[i]) for i in range(1, self.num_stages)])
 
         total = sum(depths)  # linear stochastic-depth schedule, as torch.linspace(0, rate, total)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -163,9 +160,9 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
         block_index = 0
         for i, (depth, channels) in enumerate(zip(depths, dims)):
             blocks = [
-                ConvNeXtBlock(channels, mixer_factory(channels, i), mlp_ratio=mlp_ratio,
-                              drop_path=rates[block_index + j],
-                              layer_scale_init_value=layer_scale_init_value, with_cp=with_cp)
+                self.build_block(channels, mixer_factory(channels, i), mlp_ratio=mlp_ratio,
+                                 drop_path=rates[block_index + j],
+                                 layer_scale_init_value=layer_scale_init_value, with_cp=with_cp)
                 for j in range(depth)
             ]
             block_index += depth
@@ -174,6 +171,17 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
         for i in self.out_indices:
             self.add_module(f'norm{i}', LayerNorm2d(dims[i]))
         self._freeze_stages()
+
+    # ------------------------------------------------------------------ macro-design parts
+    # ConvNeXt's; a network with the same stage layout but other stem/blocks overrides these.
+    def build_stem(self, in_channels: int, channels: int) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(in_channels, channels, 4, stride=4), LayerNorm2d(channels))
+
+    def build_downsample(self, in_channels: int, channels: int) -> nn.Module:
+        return nn.Sequential(LayerNorm2d(in_channels), nn.Conv2d(in_channels, channels, 2, stride=2))
+
+    def build_block(self, channels: int, mixer: nn.Module, **kwargs) -> nn.Module:
+        return ConvNeXtBlock(channels, mixer, **kwargs)
 
     @property
     def out_channels(self) -> List[int]:

@@ -1,14 +1,23 @@
-"""Shift-wise ConvNeXt: the 2024 Shift-ConvNets design (Li et al., "Shift-ConvNets: Small
-Convolutional Kernel with Large Kernel Effects", arXiv 2401.12736 v1)."""
-from typing import Optional
+"""Shift-wise backbones (Li et al.): the 2024 "Shift-ConvNets" design on SLaK's network
+(:class:`ShiftWiseConvNeXt`) and the released CVPR 2025 "ShiftwiseConv" SW-T
+(:class:`ShiftWiseNet`). Both use the shared ConvNeXt skeleton's stage layout and API."""
+from typing import Optional, Sequence, Union
 
-from torch import nn
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from torch import Tensor, nn
 
-from mmlk.ops import ShiftWiseLargeKernelConv
+from mmlk.ops import LayerNorm2d, ShiftWiseLargeKernelConv
+from mmlk.ops.shift_wise import ShiftWiseConv
 from mmlk.registry import MODELS
+from .convnext_skeleton import ConvNeXtSkeleton, resolve_arch
 from .slak import SLaK
 
-__all__ = ['ShiftWiseConvNeXt']
+__all__ = ['ShiftWiseConvNeXt', 'ShiftWiseNet', 'ShiftWiseBlock']
 
 
 @MODELS.register_module()
@@ -47,3 +56,148 @@ class ShiftWiseConvNeXt(SLaK):
                     raise TypeError(f'expected SLaK kernels, got {type(block.large_kernel)}')
                 block.large_kernel = ShiftWiseLargeKernelConv.from_decomposed(block.large_kernel)
         return converted
+
+
+class _ToChannelsLast(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(0, 2, 3, 1)
+
+
+class _ToChannelsFirst(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(0, 3, 1, 2)
+
+
+class GRN(nn.Module):
+    """Global response normalisation on NHWC tensors (ConvNeXt V2, Woo et al. 2023), as
+    UniRepLKNet and ShiftwiseConv use it: ``x + gamma * (x * Nx) + beta``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1, 1, 1, channels))
+        self.beta = nn.Parameter(torch.zeros(1, 1, 1, channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        gx = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+        return self.gamma * (x * nx) + self.beta + x
+
+
+class SEBlock(nn.Module):
+    """Squeeze-and-excitation with 1x1 convs ``down``/``up`` (UniRepLKNet's, names kept)."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(channels, hidden, 1)
+        self.up = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = torch.sigmoid(self.up(F.relu(self.down(F.adaptive_avg_pool2d(x, 1)))))
+        return x * w
+
+
+class ShiftWiseBlock(BaseModule):
+    """The CVPR 2025 SW block: ``x + drop_path(gamma * BN(Linear(GRN(GELU(Linear(SE(BN(
+    SW(x)))))))))`` with the released code's module names (``large_kernel``, ``norm``, ``se``,
+    ``pwconv1.1``, ``act.1``, ``pwconv2.0``/``pwconv2.2``, ``gamma``)."""
+
+    def __init__(self,
+                 channels: int,
+                 mixer: nn.Module,
+                 mlp_ratio: float = 4.,
+                 drop_path: float = 0.,
+                 layer_scale_init_value: float = 1e-6,
+                 with_cp: bool = False,
+                 norm_cfg: dict = dict(type='BN')) -> None:
+        super().__init__()
+        hidden = int(mlp_ratio * channels)
+        self.large_kernel = mixer
+        self.norm = build_norm_layer(norm_cfg, channels)[1]
+        self.se = SEBlock(channels, channels // 4)
+        self.pwconv1 = nn.Sequential(_ToChannelsLast(), nn.Linear(channels, hidden))
+        self.act = nn.Sequential(nn.GELU(), GRN(hidden))
+        self.pwconv2 = nn.Sequential(nn.Linear(hidden, channels, bias=False), _ToChannelsFirst(),
+                                     build_norm_layer(norm_cfg, channels)[1])
+        self.gamma = nn.Parameter(torch.full((channels, ), float(layer_scale_init_value)))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.with_cp = with_cp
+
+    def _residual(self, x: Tensor) -> Tensor:
+        y = self.se(self.norm(self.large_kernel(x)))
+        y = self.pwconv2(self.act(self.pwconv1(y)))
+        return self.drop_path(self.gamma.view(1, -1, 1, 1) * y)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.with_cp and x.requires_grad:
+            return x + cp.checkpoint(self._residual, x, use_reentrant=False)
+        return x + self._residual(x)
+
+
+@MODELS.register_module()
+class ShiftWiseNet(ConvNeXtSkeleton):
+    """The released CVPR 2025 ShiftwiseConv network (SW-T): UniRepLKNet's macro design with
+    the shift-wise operator (:class:`~mmlk.ops.shift_wise.ShiftWiseConv`).
+
+    Stem: 3x3 s2 conv (to C/2) - LN - GELU - 3x3 s2 conv - LN; downsampling: 3x3 s2 conv - LN;
+    blocks: :class:`ShiftWiseBlock`. Module names equal the released ``ShiftWise_v2`` so its
+    checkpoint (``{'model': ...}``) loads by key; the ghost split and replica tables it lacks are
+    regenerated from the same seeds. Downstream API as the other mmlk backbones.
+
+    Args:
+        arch: ``'tiny'`` (SW-T: [3, 3, 18, 3], [80, 160, 320, 640]), ``'small'``, ``'base'`` or
+            a dict with ``depths`` and ``dims``.
+        kernel_size: ``(M0, M1, M2, M3, k)``; the release uses ``(51, 49, 47, 13, 3)``.
+        ghost_ratio, num_paths, num_replicas, anchor: the operator's (0.23, 2, 4, official).
+        norm_cfg: the operator's and block's BNs (SyncBN in the release).
+        **kwargs: the shared ConvNeXt arguments (``out_indices``, ``drop_path_rate``,
+            ``layer_scale_init_value``, ``frozen_stages``, ``norm_eval``, ``with_cp``,
+            ``gap_before_final_norm``, ``init_cfg``).
+    """
+
+    arch_zoo = {
+        'tiny': dict(depths=[3, 3, 18, 3], dims=[80, 160, 320, 640]),
+        'small': dict(depths=[3, 3, 27, 3], dims=[96, 192, 384, 768]),
+        'base': dict(depths=[3, 3, 27, 3], dims=[128, 256, 512, 1024]),
+    }
+    _table_buffers = ('rep_index', 'ghost_index', 'index_h', 'index_v', 'index_small')
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 kernel_size: Sequence[int] = (51, 49, 47, 13, 3),
+                 ghost_ratio: float = 0.23,
+                 num_paths: int = 2,
+                 num_replicas: int = 4,
+                 anchor: str = 'official',
+                 norm_cfg: dict = dict(type='BN'),
+                 **kwargs) -> None:
+        arch = resolve_arch(arch, self.arch_zoo, ('depths', 'dims'), 'ShiftWiseNet')
+        kernel_size = list(kernel_size)
+        if len(kernel_size) != self.num_stages + 1:
+            raise ValueError('kernel_size needs the long side of each of the 4 stages and the '
+                             f'tile size, e.g. (51, 49, 47, 13, 3); got {kernel_size}')
+        *long_sides, small = kernel_size
+        self.arch, self.kernel_size, self.norm_cfg = arch, kernel_size, norm_cfg
+
+        def mixer(channels: int, stage: int) -> nn.Module:
+            return ShiftWiseConv(channels, long_sides[stage], small, ghost_ratio=ghost_ratio,
+                                 num_paths=num_paths, num_replicas=num_replicas, anchor=anchor,
+                                 norm_cfg=norm_cfg)
+
+        super().__init__(arch['depths'], arch['dims'], mixer, **kwargs)
+
+    def build_stem(self, in_channels: int, channels: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(in_channels, channels // 2, 3, stride=2, padding=1),
+            LayerNorm2d(channels // 2), nn.GELU(),
+            nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1), LayerNorm2d(channels))
+
+    def build_downsample(self, in_channels: int, channels: int) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(in_channels, channels, 3, stride=2, padding=1),
+                             LayerNorm2d(channels))
+
+    def build_block(self, channels: int, mixer: nn.Module, **kwargs) -> nn.Module:
+        return ShiftWiseBlock(channels, mixer, norm_cfg=self.norm_cfg, **kwargs)
+
+    def _may_miss(self, key: str) -> bool:
+        # The release has no ghost/replica tables: the constructor regenerated them already.
+        return super()._may_miss(key) or key.rsplit('.', 1)[-1] in self._table_buffers
