@@ -326,3 +326,22 @@ def test_sw_t_trains_with_checkpointing_and_layer_decay_ids():
     sum((o * torch.randn_like(o)).sum() for o in model(torch.randn(2, 3, 64, 64))).backward()
     assert model.stages[3][0].large_kernel.LoRAs[0].weight.grad.abs().sum() > 0
     assert model.get_layer_depth('backbone.stages.1.0.se.up.weight', 'backbone.') == (2, 8)
+
+
+def test_converter_writes_a_self_contained_checkpoint(tmp_path):
+    from conftest import run_tool
+    arch_layout = released_sw_layout()
+    g = torch.Generator().manual_seed(1)
+    state = {k: (torch.tensor(5) if k.endswith('num_batches_tracked') else
+                 torch.randn(s, generator=g) * 0.1) for k, s in arch_layout}
+    src, dst = tmp_path / 'checkpoint-best.pth', tmp_path / 'sw.pth'
+    torch.save({'model': state, 'args': None}, src)
+    proc = run_tool('tools/model_converters/shiftwise_to_mmlk.py', str(src), str(dst))
+    assert 'wrote' in proc.stdout
+    converted = torch.load(dst, weights_only=False)['state_dict']
+    assert torch.equal(converted['head.fc.weight'], state['head.weight'])
+    assert torch.equal(converted['backbone.norm3.bias'], state['norm.bias'])
+    assert 'backbone.stages.2.17.large_kernel.index_v' in converted
+    refused = run_tool('tools/model_converters/shiftwise_to_mmlk.py', str(src),
+                       str(tmp_path / 'x.pth'), '--arch', 'small', check=False)
+    assert refused.returncode != 0 and 'shape mismatch' in refused.stderr

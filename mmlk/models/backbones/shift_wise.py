@@ -198,6 +198,11 @@ class ShiftWiseNet(ConvNeXtSkeleton):
     def build_block(self, channels: int, mixer: nn.Module, **kwargs) -> nn.Module:
         return ShiftWiseBlock(channels, mixer, norm_cfg=self.norm_cfg, **kwargs)
 
-    def _may_miss(self, key: str) -> bool:
-        # The release has no ghost/replica tables: the constructor regenerated them already.
-        return super()._may_miss(key) or key.rsplit('.', 1)[-1] in self._table_buffers
+    def convert_official_keys(self, state_dict):
+        """Besides ConvNeXt's renames: the release has no ghost/replica tables; ours were
+        generated from the same seeds by the constructor, so they are filled in from here."""
+        state_dict = dict(super().convert_official_keys(state_dict))
+        for key, value in self.state_dict().items():
+            if key.rsplit('.', 1)[-1] in self._table_buffers and key not in state_dict:
+                state_dict[key] = value
+        return state_dict
