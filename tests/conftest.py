@@ -18,6 +18,7 @@ TINY_DIMS = [10, 20, 41, 83]
 # A RepLKNet with the official kernels and small kernel/dw_ratio of its variant; 17 block pairs
 # in stage 2 keep the official 14 layer-decay ids (num_layers=12 in the configs).
 TINY_REPLKNET = dict(layers=[1, 1, 17, 1], channels=[8, 16, 32, 64])
+TINY_SHIFTWISENET = dict(depths=[1, 1, 10, 1], dims=[16, 32, 64, 128])
 
 
 def tiny_model_overrides(cfg) -> list:
@@ -31,6 +32,10 @@ def tiny_model_overrides(cfg) -> list:
         arch = RepLKNet.arch_zoo[arch] if isinstance(arch, str) else arch
         backbone.arch = dict(arch, **TINY_REPLKNET)
         dims = TINY_REPLKNET['channels']
+    elif backbone.type == 'mmlk.ShiftWiseNet':
+        # SW-T has 18 blocks in stage 2: keep > 9 so its layer-decay ids (12) stay valid.
+        backbone.arch = TINY_SHIFTWISENET
+        dims = TINY_SHIFTWISENET['dims']
     else:
         # Deep variants keep > 9 blocks in stage 2 so their layer-decay ids (12) stay valid.
         deep = backbone.get('arch') in ('small', 'base', 'large')

@@ -36,7 +36,10 @@ def test_config_inventory():
                      'slak_t_in1k.py', 'upernet_replknet_31b_ade20k.py',
                      'upernet_replknet_31l_ade20k.py', 'upernet_replknet_xl_ade20k.py',
                      'cascade_mask_rcnn_replknet_31b_coco.py', 'faster_rcnn_replknet_31b_voc0712.py',
-                     'replknet_31b_in1k.py', 'replknet_31b_in1k_deploy.py'):
+                     'replknet_31b_in1k.py', 'replknet_31b_in1k_deploy.py',
+                     'upernet_sw_t_ade20k.py', 'cascade_mask_rcnn_sw_t_coco.py',
+                     'faster_rcnn_sw_t_voc0712.py', 'sw_t_in1k.py', 'shiftwise_convnext_t_in1k.py',
+                     'upernet_shiftwise_convnext_t_ade20k.py'):
         assert required in ALL_CONFIGS
 
 
@@ -95,7 +98,8 @@ def test_config_builds_and_trains_one_step(config):
         # as Runner.from_cfg does: mmpretrain configs keep the preprocessor at top level
         cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
         batch = cls_batch()
-    assert cfg.model.backbone.type in ('mmlk.SLaK', 'mmlk.RepLKNet')
+    assert cfg.model.backbone.type in ('mmlk.SLaK', 'mmlk.RepLKNet', 'mmlk.ShiftWiseConvNeXt',
+                                       'mmlk.ShiftWiseNet')
     model = MODELS.build(cfg.model)
     model.init_weights()
     assert model.backbone.out_channels[-1] == dims[-1]

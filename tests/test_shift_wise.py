@@ -345,3 +345,53 @@ def test_converter_writes_a_self_contained_checkpoint(tmp_path):
     refused = run_tool('tools/model_converters/shiftwise_to_mmlk.py', str(src),
                        str(tmp_path / 'x.pth'), '--arch', 'small', check=False)
     assert refused.returncode != 0 and 'shape mismatch' in refused.stderr
+
+
+# ---------------------------------------------------------------------- sparse groups
+def test_sparse_groups_prune_whole_tiles_of_the_shift_wise_convs():
+    """The SW-T ImageNet config's hook arguments on a tiny SW net: one mask bit per 3x3 tile
+    of the LoRAs (nothing else selected), SNIP densities, tiles stay whole through updates and
+    the engine state round-trips."""
+    from mmengine.config import Config
+    from mmlk.engine.sparsity import SparseEngine, select_sparse_targets
+    from mmlk.models.backbones import ShiftWiseNet
+    from conftest import CONFIGS
+    hook = next(h for h in Config.fromfile(f'{CONFIGS}/sw_t_in1k.py').custom_hooks
+                if h['type'] == 'mmlk.SparseTrainingHook')
+    torch.manual_seed(0)
+    net = torch.nn.Module()
+    net.backbone = ShiftWiseNet(dict(depths=[1, 1, 2, 1], dims=[16, 32, 64, 128]),
+                                kernel_size=(13, 11, 9, 7, 3), out_indices=(3, ))
+    net.head = torch.nn.Linear(128, 4)
+    targets = select_sparse_targets(net, scope=hook['scope'],
+                                    only_large_kernels=hook['only_large_kernels'],
+                                    block_shapes=hook['block_shapes'])
+    assert targets and all('large_kernel.LoRAs.' in t.name for t in targets)
+    assert all(t.unit_shape == (t.param.shape[0], 1, 1, 1) for t in targets)  # a bit per tile
+    engine = SparseEngine(targets, sparsity=hook['sparsity'], init='snip', growth='random',
+                          prune_rate=hook['prune_rate'], update_interval=2, total_steps=20)
+    x, y = torch.randn(4, 3, 64, 64), torch.randint(0, 4, (4, ))
+
+    def loss():
+        return F.cross_entropy(net.head(net.backbone(x)[0]), y)
+
+    loss().backward()
+    engine.init_masks([t.param.grad * t.param.detach() for t in targets])
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    opt.register_step_post_hook(lambda o, a, k: engine.on_optimizer_step(o))
+    counts = [int(t.mask.sum()) for t in targets]
+    for _ in range(5):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+        for t in targets:
+            tiles = t.param.detach().flatten(1)
+            dead = ~t.mask.flatten()
+            assert torch.count_nonzero(tiles[dead]) == 0
+    assert [int(t.mask.sum()) for t in targets] == counts  # per-layer density is constant
+    kept = sum(counts) / sum(t.num_units for t in targets)
+    assert abs(kept - (1 - hook['sparsity'])) < 0.05
+    restored = SparseEngine(targets, sparsity=hook['sparsity'], init='snip', update_interval=2,
+                            total_steps=20)
+    restored.load_state_dict(engine.state_dict())
+    assert all(torch.equal(a.mask, b.mask) for a, b in zip(engine.targets, restored.targets))
