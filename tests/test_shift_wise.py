@@ -395,3 +395,39 @@ def test_sparse_groups_prune_whole_tiles_of_the_shift_wise_convs():
                             total_steps=20)
     restored.load_state_dict(engine.state_dict())
     assert all(torch.equal(a.mask, b.mask) for a, b in zip(engine.targets, restored.targets))
+
+
+@pytest.mark.parametrize('long_side,k', [(13, 3), (51, 3), (15, 5)])
+def test_cvpr_operator_deploy_is_exact(long_side, k):
+    from mmlk.ops.shift_wise import ShiftWiseConv
+    op = ShiftWiseConv(12, long_side, k, num_paths=2, num_replicas=4).double()
+    randomise_bn(op, seed=long_side)
+    op.eval()
+    x = torch.randn(2, 12, 10, 13, dtype=torch.float64)
+    with torch.no_grad():
+        reference = op(x)
+        op.switch_to_deploy()
+        deployed = op(x)
+    assert op.deploy and not hasattr(op, 'LoRAs')
+    torch.testing.assert_close(deployed, reference, atol=1e-10, rtol=0)
+    direct = ShiftWiseConv(12, long_side, k, deploy=True)
+    assert direct.state_dict().keys() == op.state_dict().keys()
+
+
+def test_sw_net_deploy_form_is_exact_and_rebuilt_by_the_constructor():
+    from mmlk.models.backbones import ShiftWiseNet
+    arch = dict(depths=[1, 1, 1, 1], dims=[16, 32, 64, 128])
+    model = ShiftWiseNet(arch, kernel_size=(13, 11, 9, 7, 3), out_indices=(0, 1, 2, 3),
+                         gap_before_final_norm=False).double()
+    randomise_bn(model, seed=4)
+    model.eval()
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        reference = model(x)
+        model.switch_to_deploy()
+        for a, b in zip(model(x), reference):
+            torch.testing.assert_close(a, b, atol=1e-9, rtol=0)
+    assert model.deploy
+    direct = ShiftWiseNet(arch, kernel_size=(13, 11, 9, 7, 3), out_indices=(0, 1, 2, 3),
+                          gap_before_final_norm=False, deploy=True)
+    direct.load_state_dict(model.state_dict())

@@ -311,6 +311,12 @@ class ShiftWiseConv(nn.Module):
     The ghost split and arrangements are reproducible buffers (:func:`ghost_split`,
     :func:`replica_tables`), so a checkpoint is self-contained; the released checkpoints lack
     them and a load regenerates them from the same seeds. Module names follow the released code.
+
+    ``switch_to_deploy()`` (or ``deploy=True``) is exact in eval mode: the paths are summed, the
+    replicas merged into one tile per strip position (``tiles_h``/``tiles_v``) and one k x k
+    kernel (``small``), each branch's BN folded in, the identity added to the k x k kernel's
+    centre, and the three biases summed (``bias``): one grouped conv, two shift-adds, one
+    depthwise conv, no gathers.
     """
 
     def __init__(self,
@@ -322,7 +328,8 @@ class ShiftWiseConv(nn.Module):
                  num_replicas: int = 4,
                  anchor: str = 'official',
                  norm_cfg: Optional[dict] = dict(type='BN'),
-                 seed: int = 123) -> None:
+                 seed: int = 123,
+                 deploy: bool = False) -> None:
         super().__init__()
         from mmcv.cnn import build_norm_layer
         if num_paths < 1 or num_replicas < 1:
@@ -340,6 +347,13 @@ class ShiftWiseConv(nn.Module):
         self.register_buffer('index_v', index_v)
         self.register_buffer('index_small', index_small)
         reps = len(rep)
+        self.deploy = deploy
+        if deploy:
+            self.tiles = nn.Conv2d(reps, 2 * reps * self.num_tiles, small_kernel,
+                                   padding=small_kernel - 1, groups=reps, bias=False)
+            self.small = nn.Conv2d(reps, reps, small_kernel, padding=small_kernel // 2,
+                                   groups=reps, bias=True)
+            return
         self.LoRAs = nn.ModuleList(
             nn.Conv2d(reps, reps * self.num_tiles, small_kernel, padding=small_kernel - 1,
                       groups=reps, bias=False) for _ in range(num_paths))
@@ -361,11 +375,52 @@ class ShiftWiseConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x_rep = x.index_select(1, self.rep_index)
-        h, v, small = self.branches(x_rep)
-        out = self.bn_lora1(h) + self.bn_lora2(v) + self.bn_small(small) + x_rep
+        if self.deploy:
+            size, k = x_rep.shape[-2:], self.small_kernel
+            y = self.tiles(x_rep)
+            y = y.view(y.shape[0], -1, 2, self.num_tiles, y.shape[-2], y.shape[-1])
+            out = (shift_add_strip(y[:, :, 0], self.starts, k, size, True) +
+                   shift_add_strip(y[:, :, 1], self.starts, k, size, False) + self.small(x_rep))
+        else:
+            h, v, small = self.branches(x_rep)
+            out = self.bn_lora1(h) + self.bn_lora2(v) + self.bn_small(small) + x_rep
         return torch.cat([out, x.index_select(1, self.ghost_index)], 1)
 
+    def switch_to_deploy(self) -> None:
+        if self.deploy:
+            return
+        from .reparam import fuse_conv_bn
+        k, nk = self.small_kernel, self.num_tiles
+        weight = sum(conv.weight.detach() for conv in self.LoRAs)  # the paths are linear
+        tiles = weight.view(-1, nk, k, k)
+        reps = tiles.shape[0]
+        rows = torch.arange(reps, device=weight.device)
+
+        def merged(index: Tensor) -> Tensor:  # (R, nk, k, k): sum of the replicas' tiles
+            return sum(tiles[rows[:, None], replica] for replica in index)
+
+        tiles_h, bias_h = fuse_conv_bn(merged(self.index_h).reshape(reps, 1, nk * k, k),
+                                       self.bn_lora1)
+        tiles_v, bias_v = fuse_conv_bn(merged(self.index_v).reshape(reps, 1, nk * k, k),
+                                       self.bn_lora2)
+        small = sum(tiles[rows, replica] for replica in self.index_small)[:, None]
+        small, bias_s = fuse_conv_bn(small, self.bn_small)
+        small = small.clone()
+        small[:, 0, k // 2, k // 2] += 1  # the identity on the rep channels
+        self.tiles = nn.Conv2d(reps, 2 * reps * nk, k, padding=k - 1, groups=reps,
+                               bias=False).to(weight.device, weight.dtype)
+        self.tiles.weight.data.copy_(torch.stack([tiles_h.view(reps, nk, k, k),
+                                                  tiles_v.view(reps, nk, k, k)], 1).reshape(
+                                                      -1, 1, k, k))
+        self.small = nn.Conv2d(reps, reps, k, padding=k // 2, groups=reps, bias=True).to(
+            weight.device, weight.dtype)
+        self.small.weight.data.copy_(small)
+        self.small.bias.data.copy_((bias_h + bias_v + bias_s).detach())
+        del self.LoRAs, self.bn_lora1, self.bn_lora2, self.bn_small
+        self.deploy = True
+
     def extra_repr(self) -> str:
+        paths = 'merged' if self.deploy else len(self.LoRAs)
         return (f'channels={self.channels} (rep {len(self.rep_index)}), kernel_size=('
                 f'{self.kernel_size}, {self.small_kernel}), tiles={self.num_tiles}, '
-                f'paths={len(self.LoRAs)}, replicas={len(self.index_h)}')
+                f'paths={paths}, replicas={len(self.index_h)}, deploy={self.deploy}')

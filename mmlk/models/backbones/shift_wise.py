@@ -149,6 +149,8 @@ class ShiftWiseNet(ConvNeXtSkeleton):
         kernel_size: ``(M0, M1, M2, M3, k)``; the release uses ``(51, 49, 47, 13, 3)``.
         ghost_ratio, num_paths, num_replicas, anchor: the operator's (0.23, 2, 4, official).
         norm_cfg: the operator's and block's BNs (SyncBN in the release).
+        deploy: build the operators' inference form (paths and replicas merged, branch BNs and
+            the identity folded; :meth:`ShiftWiseConv.switch_to_deploy`).
         **kwargs: the shared ConvNeXt arguments (``out_indices``, ``drop_path_rate``,
             ``layer_scale_init_value``, ``frozen_stages``, ``norm_eval``, ``with_cp``,
             ``gap_before_final_norm``, ``init_cfg``).
@@ -169,6 +171,7 @@ class ShiftWiseNet(ConvNeXtSkeleton):
                  num_replicas: int = 4,
                  anchor: str = 'official',
                  norm_cfg: dict = dict(type='BN'),
+                 deploy: bool = False,
                  **kwargs) -> None:
         arch = resolve_arch(arch, self.arch_zoo, ('depths', 'dims'), 'ShiftWiseNet')
         kernel_size = list(kernel_size)
@@ -177,11 +180,12 @@ class ShiftWiseNet(ConvNeXtSkeleton):
                              f'tile size, e.g. (51, 49, 47, 13, 3); got {kernel_size}')
         *long_sides, small = kernel_size
         self.arch, self.kernel_size, self.norm_cfg = arch, kernel_size, norm_cfg
+        self.deploy = deploy
 
         def mixer(channels: int, stage: int) -> nn.Module:
             return ShiftWiseConv(channels, long_sides[stage], small, ghost_ratio=ghost_ratio,
                                  num_paths=num_paths, num_replicas=num_replicas, anchor=anchor,
-                                 norm_cfg=norm_cfg)
+                                 norm_cfg=norm_cfg, deploy=deploy)
 
         super().__init__(arch['depths'], arch['dims'], mixer, **kwargs)
 
