@@ -10,7 +10,8 @@ receptive field (ratio <= 0.67). Rows:
 * "k=3 tiles": the CVPR 2025 tile size (more, smaller tiles; fewer MACs: 2*17*9 vs 2*51*5);
 * "shift-add: skewed view vs slice loop": the shift-add alone on the same tile outputs; the
   skewed strided view (one read of every element, used by mmlk) against nk slice-adds of a
-  padded tensor (the released code's torch path).
+  padded tensor (the released code's torch path);
+* SW-T vs SLaK-T backbones at 1x3x512x512, both in deploy form (no gradients).
 
 Eval mode, channels-last inputs as in the backbone.
 """
@@ -80,6 +81,25 @@ def run(size: int = 512, repeats: int = 5):
             Result(name, shape, 'shift-add only: skewed view vs slice loop (k=3)', times['view'],
                    times['loop']),
         ]
+    # whole backbones, deploy form (what inference runs), as the issue asks: SW-T vs SLaK-T
+    from mmlk.models.backbones import SLaK, ShiftWiseNet
+    image = torch.randn(1, 3, size, size)
+    nets = {}
+    for name, net in (('sw', ShiftWiseNet('tiny', out_indices=(3, ))),
+                      ('slak', SLaK('tiny', out_indices=(3, )))):
+        net.eval()
+        net.switch_to_deploy()
+        nets[name] = net
+    def inference(net):
+        def call():
+            with torch.no_grad():
+                net(image)
+        return call
+
+    times = interleaved_medians({name: inference(net) for name, net in nets.items()},
+                                warmup=1, repeats=repeats)
+    results.append(Result('SW-T vs SLaK-T backbone', f'1x3x{size}x{size}',
+                          'forward, deploy forms', times['sw'], times['slak']))
     notes = ('shift-wise vs SLaK: the tiles are one grouped conv with 2*ceil(M/k) outputs per '
              'channel; on CPU (oneDNN) that conv and its nk-times larger output cost more than '
              "SLaK's two dense strips, which oneDNN runs as channels-last depthwise convs")

@@ -76,8 +76,8 @@ def main() -> None:
     backbone = getattr(model, 'backbone', model)
     if 'deploy' not in inspect.signature(type(backbone).__init__).parameters:
         raise SystemExit(f'error: {type(backbone).__name__} has no deploy form; '
-                         'reparameterisable mmlk backbones are SLaK, RepLKNet, ShiftWiseConvNeXt and '
-                         'ShiftWiseNet')
+                         'reparameterisable mmlk backbones are SLaK, RepLKNet, '
+                         'ShiftWiseConvNeXt and ShiftWiseNet')
     try:
         load_state_dict_checked(model, unwrap_state_dict(load_checkpoint_file(args.checkpoint)))
     except (CheckpointMismatchError, FileNotFoundError) as err:
