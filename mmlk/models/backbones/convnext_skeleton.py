@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from mmlk.ops import LayerNorm2d
 from .base import LargeKernelBackbone
 
-__all__ = ['ConvNeXtBlock', 'ConvNeXtSkeleton', 'resolve_arch']
+__all__ = ['ConvNeXtBlock', 'ConvNeXtSkeleton', 'resolve_arch', 'split_kernel_sizes']
 
 MixerFactory = Callable[[int, int], nn.Module]
 """``factory(channels, stage_index) -> module``: builds a block's spatial (depthwise) mixer."""
@@ -41,6 +41,17 @@ def resolve_arch(arch: Union[str, dict], arch_zoo: Dict[str, dict], required: Se
     if missing:
         raise ValueError(f'custom {name} arch is missing {missing}; it needs {list(required)}')
     return dict(arch)
+
+
+def split_kernel_sizes(kernel_size: Sequence[int], num_stages: int,
+                       example: str) -> Tuple[List[int], int]:
+    """``(M0, ..., M{n-1}, k)`` -> ``([M0, ...], k)``: the long side of each stage's kernel and
+    the shared small side, or a ValueError showing ``example``."""
+    kernel_size = list(kernel_size)
+    if len(kernel_size) != num_stages + 1:
+        raise ValueError(f'kernel_size needs the long side of each of the {num_stages} stages '
+                         f'and the short side, e.g. {example}; got {kernel_size}')
+    return kernel_size[:-1], kernel_size[-1]
 
 
 class ConvNeXtBlock(BaseModule):

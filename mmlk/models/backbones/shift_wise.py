@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from mmlk.ops import LayerNorm2d, ShiftWiseLargeKernelConv
 from mmlk.ops.shift_wise import ShiftWiseConv
 from mmlk.registry import MODELS
-from .convnext_skeleton import ConvNeXtSkeleton, resolve_arch
+from .convnext_skeleton import ConvNeXtSkeleton, resolve_arch, split_kernel_sizes
 from .slak import SLaK
 
 __all__ = ['ShiftWiseConvNeXt', 'ShiftWiseNet', 'ShiftWiseBlock']
@@ -174,11 +174,8 @@ class ShiftWiseNet(ConvNeXtSkeleton):
                  deploy: bool = False,
                  **kwargs) -> None:
         arch = resolve_arch(arch, self.arch_zoo, ('depths', 'dims'), 'ShiftWiseNet')
-        kernel_size = list(kernel_size)
-        if len(kernel_size) != self.num_stages + 1:
-            raise ValueError('kernel_size needs the long side of each of the 4 stages and the '
-                             f'tile size, e.g. (51, 49, 47, 13, 3); got {kernel_size}')
-        *long_sides, small = kernel_size
+        long_sides, small = split_kernel_sizes(kernel_size, self.num_stages, '(51, 49, 47, 13, 3)')
+        kernel_size = [*long_sides, small]
         self.arch, self.kernel_size, self.norm_cfg = arch, kernel_size, norm_cfg
         self.deploy = deploy
 

@@ -6,7 +6,7 @@ from torch import nn
 
 from mmlk.ops import DecomposedLargeKernelConv, check_kernel_pair
 from mmlk.registry import MODELS
-from .convnext_skeleton import ConvNeXtSkeleton, resolve_arch
+from .convnext_skeleton import ConvNeXtSkeleton, resolve_arch, split_kernel_sizes
 
 __all__ = ['SLaK']
 
@@ -48,11 +48,9 @@ class SLaK(ConvNeXtSkeleton):
                  deploy: bool = False,
                  **kwargs) -> None:
         arch = resolve_arch(arch, self.arch_zoo, ('depths', 'dims'), 'SLaK')
-        kernel_size = list(kernel_size)
-        if len(kernel_size) != self.num_stages + 1:
-            raise ValueError('kernel_size needs the long side of each of the 4 stages and the short '
-                             f'side, e.g. (51, 49, 47, 13, 5); got {kernel_size}')
-        *long_sides, short_side = kernel_size
+        long_sides, short_side = split_kernel_sizes(kernel_size, self.num_stages,
+                                                    '(51, 49, 47, 13, 5)')
+        kernel_size = [*long_sides, short_side]
         for long_side in long_sides:
             check_kernel_pair(long_side, short_side)
         if width_factor <= 0:
