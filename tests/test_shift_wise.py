@@ -368,8 +368,12 @@ def test_sparse_groups_prune_whole_tiles_of_the_shift_wise_convs():
                                     block_shapes=hook['block_shapes'])
     assert targets and all('large_kernel.LoRAs.' in t.name for t in targets)
     assert all(t.unit_shape == (t.param.shape[0], 1, 1, 1) for t in targets)  # a bit per tile
+    assert hook['tie_every'] == 131  # the official --sparse_gap
     engine = SparseEngine(targets, sparsity=hook['sparsity'], init='snip', growth='random',
-                          prune_rate=hook['prune_rate'], update_interval=2, total_steps=20)
+                          prune_rate=hook['prune_rate'], update_interval=2, total_steps=20,
+                          tie=hook['tie'], tie_every=2)
+    groups = engine.tied_groups()
+    assert groups and all(len(g) == 2 and g[0].name.endswith('LoRAs.0.weight') for g in groups)
     x, y = torch.randn(4, 3, 64, 64), torch.randint(0, 4, (4, ))
 
     def loss():
@@ -379,8 +383,10 @@ def test_sparse_groups_prune_whole_tiles_of_the_shift_wise_convs():
     engine.init_masks([t.param.grad * t.param.detach() for t in targets])
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     opt.register_step_post_hook(lambda o, a, k: engine.on_optimizer_step(o))
+    for leader, follower in groups:  # the paths start from one mask
+        assert torch.equal(leader.mask, follower.mask)
     counts = [int(t.mask.sum()) for t in targets]
-    for _ in range(5):
+    for step in range(1, 9):
         opt.zero_grad()
         loss().backward()
         opt.step()
@@ -388,6 +394,10 @@ def test_sparse_groups_prune_whole_tiles_of_the_shift_wise_convs():
             tiles = t.param.detach().flatten(1)
             dead = ~t.mask.flatten()
             assert torch.count_nonzero(tiles[dead]) == 0
+        if step % 4 == 0:  # the 2nd, 4th... update (every tie_every=2 updates) re-ties the paths
+            assert all(torch.equal(a.mask, b.mask) for a, b in groups)
+        elif step % 4 == 2:  # a free update lets the paths evolve independently
+            assert any(not torch.equal(a.mask, b.mask) for a, b in groups)
     assert [int(t.mask.sum()) for t in targets] == counts  # per-layer density is constant
     kept = sum(counts) / sum(t.num_units for t in targets)
     assert abs(kept - (1 - hook['sparsity'])) < 0.05

@@ -29,10 +29,11 @@ auto_scale_lr = dict(base_batch_size=4096)
 # --sparse_init snip -u 100 --only_L, sparse_type rep_coarse): one mask bit per 3x3 tile of the
 # shift-wise convs (block (1, 1, 3, 3)), SNIP per-layer densities, magnitude prune + random
 # regrowth every 100 optimizer steps, cosine prune rate from 0.3; every other layer dense.
-# Not reproduced: the official copies path 0's mask to path 1 every 131st update
-# (--sparse_gap); here the two paths' masks evolve independently throughout.
+# The two tile convs (paths) start from one mask; every 131st update (--sparse_gap) path 0 is
+# pruned on both paths' summed magnitude and its mask copied to path 1 (tie / tie_every).
 custom_hooks = [
     dict(type='mmlk.SparseTrainingHook', sparsity=0.3, init='snip', growth='random',
          prune_rate=0.3, update_interval=100, scope='model', only_large_kernels=True,
-         block_shapes={r'large_kernel\.LoRAs\.\d+\.weight': (1, 1, 3, 3)}),
+         block_shapes={r'large_kernel\.LoRAs\.\d+\.weight': (1, 1, 3, 3)},
+         tie=[r'large_kernel\.LoRAs\.(\d+)\.weight'], tie_every=131),
 ]

@@ -54,6 +54,8 @@ class SparseTrainingHook(Hook):
             ImageNet engine).
         only_large_kernels, include, exclude: parameter selection, see
             :func:`mmlk.engine.sparsity.select_sparse_targets`.
+        tie, tie_every: parallel copies sharing one mask (ShiftwiseConv's N_path tile convs and
+            its ``--sparse_gap``), see :class:`~mmlk.engine.sparsity.SparseEngine`.
         block_shapes: ``{regex: block_shape}`` for structured (group) sparsity: one mask bit
             per block, blocks scored by their L1 norm.
         frozen: keep the zero pattern of the initial weights fixed (no updates).
@@ -78,11 +80,14 @@ class SparseTrainingHook(Hook):
                  block_shapes: Optional[Dict[str, Sequence[int]]] = None,
                  frozen: bool = False,
                  dense_threshold: float = 0.99,
-                 seed: int = 0) -> None:
+                 seed: int = 0,
+                 tie: Sequence[str] = (),
+                 tie_every: int = 1) -> None:
         self.engine_args = dict(
             sparsity=sparsity, init='dense_pattern' if frozen else init, growth=growth,
             prune_rate=prune_rate, update_interval=0 if frozen else update_interval,
-            final_prune_rate=final_prune_rate, dense_threshold=dense_threshold, seed=seed)
+            final_prune_rate=final_prune_rate, dense_threshold=dense_threshold, seed=seed,
+            tie=list(tie), tie_every=tie_every)
         # Fail on bad values when the config is built, not after the data has loaded.
         check_sparse_options(init, growth, sparsity, prune_rate)
         self.total_steps = total_steps

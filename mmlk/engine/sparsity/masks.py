@@ -21,6 +21,7 @@ Differences from the official engine, all deliberate:
   ``block_shape = (1, ..., 1)``.
 """
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -181,6 +182,13 @@ class SparseEngine:
         dense_threshold: layers whose initial density is at least this stay dense (and are
             dropped from the engine), as the official code does with 0.99.
         seed: base seed of every random draw (same on every rank).
+        tie: regular expressions whose first group, removed from a target's name, names a group
+            of parallel copies sharing one mask (ShiftwiseConv's N_path tile convs:
+            ``r'large_kernel\.LoRAs\.(\d+)\.'``). The first member of a group leads: the
+            group starts from its mask, and at every ``tie_every``-th update the leader is
+            pruned on the members' summed magnitude and its new mask copied to the others
+            (the official ``--sparse_gap``); at other updates members evolve independently.
+        tie_every: see ``tie`` (1: the copies always share one mask).
     """
 
     def __init__(self,
@@ -193,8 +201,12 @@ class SparseEngine:
                  total_steps: int = 1,
                  final_prune_rate: float = 0.005,
                  dense_threshold: float = 0.99,
-                 seed: int = 0) -> None:
+                 seed: int = 0,
+                 tie: Sequence[str] = (),
+                 tie_every: int = 1) -> None:
         check_sparse_options(init, growth, sparsity, prune_rate)
+        if tie_every < 1:
+            raise ValueError(f'tie_every must be >= 1, got {tie_every}')
         if not targets:
             raise ValueError('no parameter matched the sparse-training selection')
         self.targets = list(targets)
@@ -207,6 +219,8 @@ class SparseEngine:
         self.total_steps = max(int(total_steps), 1)
         self.dense_threshold = dense_threshold
         self.seed = seed
+        self.tie = [re.compile(p) for p in tie]
+        self.tie_every = tie_every
         self.step = 0
         self.last_update: Dict[str, float] = {}
         # Layers made dense at initialisation (name -> units): they count towards the global
@@ -226,6 +240,29 @@ class SparseEngine:
     def _random_scores(self, target: SparseTarget, *salt: int) -> Tensor:
         return torch.rand(target.unit_shape, generator=self._generator(*salt)).to(
             target.mask.device)
+
+    def tied_groups(self) -> List[List[SparseTarget]]:
+        """Groups (leader first) of targets sharing a mask under ``tie``; singletons omitted."""
+        groups: Dict[str, List[SparseTarget]] = {}
+        for t in self.targets:
+            for pattern in self.tie:
+                match = pattern.search(t.name)
+                if match:
+                    key = t.name[:match.start(1)] + '*' + t.name[match.end(1):]
+                    groups.setdefault(key, []).append(t)
+                    break
+        for key, members in groups.items():
+            shapes = {m.unit_shape for m in members}
+            if len(shapes) > 1:
+                raise ValueError(f'tied copies {key} have different mask shapes {sorted(shapes)}')
+        return [g for g in groups.values() if len(g) > 1]
+
+    def _share_leader_masks(self, optimizer=None) -> None:
+        for leader, *followers in self.tied_groups():
+            for t in followers:
+                changed = t.mask != leader.mask
+                t.mask = leader.mask.clone()
+                self._reset_state(t, optimizer, t.expand(changed & t.mask))
 
     @property
     def prune_rate(self) -> float:
@@ -268,9 +305,14 @@ class SparseEngine:
             raise ValueError(f'every selected layer is at least {self.dense_threshold:.0%} dense '
                              'after initialisation: nothing to train sparse.' + hint)
         self.targets = [t for t, _ in kept]
+        self._share_leader_masks()  # the copies start from their leader's mask
         self.masks_changed()
         self.apply()
-        return [d for _, d in kept]
+        return [self.layer_density(t) for t in self.targets]
+
+    @staticmethod
+    def layer_density(t: SparseTarget) -> float:
+        return float(t.mask.float().mean())
 
     @staticmethod
     def targets_nonzero(t: SparseTarget) -> Tensor:
@@ -309,7 +351,12 @@ class SparseEngine:
         """
         rate = self.prune_rate
         total_pruned = total_grown = 0
+        shared = bool(self.tie) and (self.step // max(self.update_interval, 1)) % self.tie_every == 0
+        groups = {id(g[0]): g for g in self.tied_groups()} if shared else {}
+        followers = {id(t) for g in groups.values() for t in g[1:]}
         for index, t in enumerate(self.targets):
+            if id(t) in followers:
+                continue  # takes its leader's new mask below
             flat_mask = t.mask.flatten()
             active = int(flat_mask.sum())
             num_remove = int(math.ceil(rate * active))
@@ -317,7 +364,8 @@ class SparseEngine:
             num_remove = min(num_remove, active, inactive) if inactive else 0
             if num_remove == 0:
                 continue
-            magnitude = t.reduce(t.param.detach()).flatten().float()
+            members = groups.get(id(t), [t])  # a leader is pruned on the summed magnitude
+            magnitude = sum(m.reduce(m.param.detach()).flatten().float() for m in members)
             magnitude[~flat_mask] = float('inf')
             pruned = _smallest(magnitude, num_remove)
             # candidates: units inactive before this update (a just-pruned unit is not regrown)
@@ -343,6 +391,8 @@ class SparseEngine:
             self._reset_state(t, optimizer, t.expand(changed.reshape(t.unit_shape)))
             total_pruned += num_remove
             total_grown += num_remove
+        if shared:
+            self._share_leader_masks(optimizer)
         self.masks_changed()
         self.apply()
         self.last_update = dict(prune_rate=rate, num_pruned=total_pruned, num_grown=total_grown)
