@@ -11,6 +11,9 @@ receptive field (ratio <= 0.67). Rows:
 * "shift-add: skewed view vs slice loop": the shift-add alone on the same tile outputs; the
   skewed strided view (one read of every element, used by mmlk) against nk slice-adds of a
   padded tensor (the released code's torch path);
+* "CVPR op deploy vs SLaK deploy": ShiftWiseConv (no ghosts) re-parameterised -- paths and
+  replicas merged, BNs folded, the tiles run as dense 3-wide strips -- against SLaK's deploy
+  form (5-wide strips): fewer MACs for the same reach;
 * SW-T vs SLaK-T backbones at 1x3x512x512, both in deploy form (no gradients).
 
 Eval mode, channels-last inputs as in the backbone.
@@ -48,7 +51,7 @@ def slice_loop_shift_add(tiles, starts, k, out_size):
 def run(size: int = 512, repeats: int = 5):
     """Per-stage times of SLaK's kernel vs the shift-wise ones; ``(results, notes)``."""
     from mmlk.ops import DecomposedLargeKernelConv, ShiftWiseLargeKernelConv
-    from mmlk.ops.shift_wise import shift_add_strip, tile_starts
+    from mmlk.ops.shift_wise import ShiftWiseConv, shift_add_strip, tile_starts
 
     results = []
     torch.manual_seed(0)
@@ -59,6 +62,10 @@ def run(size: int = 512, repeats: int = 5):
         slak = DecomposedLargeKernelConv(channels, long_side, 5).eval()
         equ = ShiftWiseLargeKernelConv.from_decomposed(slak).eval()
         small = ShiftWiseLargeKernelConv(channels, long_side, 3).eval()
+        slak_deploy = DecomposedLargeKernelConv(channels, long_side, 5).eval()
+        slak_deploy.switch_to_deploy()
+        cvpr = ShiftWiseConv(channels, long_side, 3, ghost_ratio=0.0).eval()
+        cvpr.switch_to_deploy()
         k3_tiles = small.tiles(x).view(1, channels, 2, small.num_tiles, side + 2, side + 2)[:, :, 1]
         starts = tile_starts(long_side, 3)
 
@@ -70,6 +77,7 @@ def run(size: int = 512, repeats: int = 5):
 
         times = interleaved_medians(dict(
             slak=forward(slak), equ=forward(equ), k3=forward(small),
+            slak_deploy=forward(slak_deploy), cvpr_deploy=forward(cvpr),
             view=lambda: shift_add_strip(k3_tiles, starts, 3, (side, side), True),
             loop=lambda: slice_loop_shift_add(k3_tiles, starts, 3, (side, side))),
             warmup=1, repeats=repeats)
@@ -80,6 +88,8 @@ def run(size: int = 512, repeats: int = 5):
             Result(name, shape, "k=3 tiles vs SLaK's branches", times['k3'], times['slak'], 0.67),
             Result(name, shape, 'shift-add only: skewed view vs slice loop (k=3)', times['view'],
                    times['loop']),
+            Result(name, shape, "CVPR op deploy (k=3 tiles merged to dense strips) vs SLaK "
+                   "deploy", times['cvpr_deploy'], times['slak_deploy'], 0.67),
         ]
     # whole backbones, deploy form (what inference runs), as the issue asks: SW-T vs SLaK-T
     from mmlk.models.backbones import SLaK, ShiftWiseNet

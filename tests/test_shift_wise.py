@@ -407,10 +407,12 @@ def test_sparse_groups_prune_whole_tiles_of_the_shift_wise_convs():
     assert all(torch.equal(a.mask, b.mask) for a, b in zip(engine.targets, restored.targets))
 
 
-@pytest.mark.parametrize('long_side,k', [(13, 3), (51, 3), (15, 5)])
-def test_cvpr_operator_deploy_is_exact(long_side, k):
+@pytest.mark.parametrize('long_side,k,anchor', [(13, 3, 'official'), (51, 3, 'official'),
+                                                (49, 3, 'official'), (15, 5, 'centred'),
+                                                (47, 3, 'centred')])
+def test_cvpr_operator_deploy_is_exact(long_side, k, anchor):
     from mmlk.ops.shift_wise import ShiftWiseConv
-    op = ShiftWiseConv(12, long_side, k, num_paths=2, num_replicas=4).double()
+    op = ShiftWiseConv(12, long_side, k, num_paths=2, num_replicas=4, anchor=anchor).double()
     randomise_bn(op, seed=long_side)
     op.eval()
     x = torch.randn(2, 12, 10, 13, dtype=torch.float64)
@@ -420,7 +422,7 @@ def test_cvpr_operator_deploy_is_exact(long_side, k):
         deployed = op(x)
     assert op.deploy and not hasattr(op, 'LoRAs')
     torch.testing.assert_close(deployed, reference, atol=1e-10, rtol=0)
-    direct = ShiftWiseConv(12, long_side, k, deploy=True)
+    direct = ShiftWiseConv(12, long_side, k, anchor=anchor, deploy=True)
     assert direct.state_dict().keys() == op.state_dict().keys()
 
 
