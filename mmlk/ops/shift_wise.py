@@ -56,8 +56,8 @@ def tile_starts(long_side: int, small_kernel: int, anchor: str = 'official') -> 
     return [first + i * small_kernel for i in range(nk)]
 
 
-def shift_add_strip(tiles: Tensor, starts: Sequence[int], small_kernel: int, out_size: Tuple[int, int],
-                    horizontal: bool) -> Tensor:
+def shift_add_strip(tiles: Tensor, starts: Sequence[int], small_kernel: int,
+                    out_size: Tuple[int, int], horizontal: bool) -> Tensor:
     """Sum the shifted tile outputs of one long strip per channel.
 
     Args:
@@ -313,10 +313,11 @@ class ShiftWiseConv(nn.Module):
     them and a load regenerates them from the same seeds. Module names follow the released code.
 
     ``switch_to_deploy()`` (or ``deploy=True``) is exact in eval mode: the paths are summed, the
-    replicas merged into one tile per strip position (``tiles_h``/``tiles_v``) and one k x k
-    kernel (``small``), each branch's BN folded in, the identity added to the k x k kernel's
-    centre, and the three biases summed (``bias``): one grouped conv, two shift-adds, one
-    depthwise conv, no gathers.
+    replicas merged into one tile per strip position (``tiles``: horizontal, then vertical)
+    and one k x k kernel (``small``), each branch's BN folded in, the identity added to the
+    k x k kernel's centre, and the three biases summed. The deploy forward runs the merged tiles as two dense
+    k-wide depthwise strips (:meth:`dense_strips`, the k x k kernel merged into one of them):
+    the same linear map without materialising the tile outputs.
     """
 
     def __init__(self,

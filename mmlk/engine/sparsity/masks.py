@@ -351,7 +351,8 @@ class SparseEngine:
         """
         rate = self.prune_rate
         total_pruned = total_grown = 0
-        shared = bool(self.tie) and (self.step // max(self.update_interval, 1)) % self.tie_every == 0
+        update_index = self.step // max(self.update_interval, 1)
+        shared = bool(self.tie) and update_index % self.tie_every == 0
         groups = {id(g[0]): g for g in self.tied_groups()} if shared else {}
         followers = {id(t) for g in groups.values() for t in g[1:]}
         for index, t in enumerate(self.targets):

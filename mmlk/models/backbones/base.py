@@ -14,7 +14,8 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmlk.ops import switch_to_deploy
-from ..utils.checkpoint import (CheckpointMismatchError, load_checkpoint_file, load_state_dict_checked, strip_prefix,
+from ..utils.checkpoint import (CheckpointMismatchError, load_checkpoint_file,
+                                load_state_dict_checked, strip_prefix,
                                 unwrap_state_dict)
 
 __all__ = ['LargeKernelBackbone']
