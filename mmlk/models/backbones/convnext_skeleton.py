@@ -147,6 +147,7 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
                  gap_before_final_norm: bool = True,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.begin_build()
         depths, dims = list(depths), list(dims)
         if len(depths) != self.num_stages or len(dims) != self.num_stages:
             raise ValueError(f'depths and dims need {self.num_stages} entries each, '
@@ -171,7 +172,8 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
         block_index = 0
         for i, (depth, channels) in enumerate(zip(depths, dims)):
             blocks = [
-                self.build_block(channels, mixer_factory(channels, i), mlp_ratio=mlp_ratio,
+                self.build_block(channels, mixer_factory(channels, i), stage_index=i,
+                                 mlp_ratio=mlp_ratio,
                                  drop_path=rates[block_index + j],
                                  layer_scale_init_value=layer_scale_init_value, with_cp=with_cp)
                 for j in range(depth)
@@ -181,17 +183,25 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
 
         for i in self.out_indices:
             self.add_module(f'norm{i}', LayerNorm2d(dims[i]))
+        self.finish_build()
         self._freeze_stages()
 
     # ------------------------------------------------------------------ macro-design parts
     # ConvNeXt's; a network with the same stage layout but other stem/blocks overrides these.
+    def begin_build(self) -> None:
+        """Called before any layer is built (e.g. to create modules the layers share)."""
+
+    def finish_build(self) -> None:
+        """Called once every layer exists, before freezing (e.g. a two-phase build's end)."""
+
     def build_stem(self, in_channels: int, channels: int) -> nn.Module:
         return nn.Sequential(nn.Conv2d(in_channels, channels, 4, stride=4), LayerNorm2d(channels))
 
     def build_downsample(self, in_channels: int, channels: int) -> nn.Module:
         return nn.Sequential(LayerNorm2d(in_channels), nn.Conv2d(in_channels, channels, 2, stride=2))
 
-    def build_block(self, channels: int, mixer: nn.Module, **kwargs) -> nn.Module:
+    def build_block(self, channels: int, mixer: nn.Module, stage_index: int,
+                    **kwargs) -> nn.Module:
         return ConvNeXtBlock(channels, mixer, **kwargs)
 
     @property

@@ -196,7 +196,8 @@ class ShiftWiseNet(ConvNeXtSkeleton):
         return nn.Sequential(nn.Conv2d(in_channels, channels, 3, stride=2, padding=1),
                              LayerNorm2d(channels))
 
-    def build_block(self, channels: int, mixer: nn.Module, **kwargs) -> nn.Module:
+    def build_block(self, channels: int, mixer: nn.Module, stage_index: int,
+                    **kwargs) -> nn.Module:
         return ShiftWiseBlock(channels, mixer, norm_cfg=self.norm_cfg, **kwargs)
 
     def convert_official_keys(self, state_dict):
