@@ -1,4 +1,6 @@
 """Building blocks shared by mmlk's backbones."""
+from .kernel_warehouse import (KWAttention, KWConv1d, KWConv2d, KWConv3d, KWConvNd, KWLinear,
+                               WarehouseManager, cell_assignment, set_kw_temperature)
 from .large_kernel import (DecomposedLargeKernelConv, ReparamLargeKernelConv, check_kernel_pair,
                            to_depthwise_layout)
 from .norm import LayerNorm2d
@@ -11,5 +13,7 @@ __all__ = [
     'ConvBN', 'DecomposedLargeKernelConv', 'LayerNorm2d', 'ReparamLargeKernelConv',
     'check_kernel_pair', 'fold_conv_bn_state', 'fuse_conv_bn', 'merge_branches', 'pad_kernel_to',
     'switch_to_deploy', 'to_depthwise_layout', 'ShiftWiseLargeKernelConv', 'shift_add_strip',
-    'strip_to_tiles', 'tile_starts', 'tiles_to_strip'
+    'strip_to_tiles', 'tile_starts', 'tiles_to_strip', 'KWAttention', 'KWConv1d', 'KWConv2d',
+    'KWConv3d', 'KWConvNd', 'KWLinear', 'WarehouseManager', 'cell_assignment',
+    'set_kw_temperature'
 ]
