@@ -1,3 +1,4 @@
+from .kw_temperature import KWTemperatureHook, kw_temperature
 from .sparse_training import SparseTrainingHook
 
-__all__ = ['SparseTrainingHook']
+__all__ = ['KWTemperatureHook', 'SparseTrainingHook', 'kw_temperature']
