@@ -6,7 +6,7 @@ the strict check, the report of dropped keys and the output format are the same 
 import argparse
 import os
 import os.path as osp
-from typing import Callable, Dict
+from typing import Callable, Dict, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -27,13 +27,22 @@ def converter_parser(doc: str) -> argparse.ArgumentParser:
 
 
 def run_converter(args: argparse.Namespace, build_backbone: BuildBackbone, what: str,
-                  meta: dict) -> None:
+                  meta: dict, head_renames: Optional[Mapping[str, str]] = None,
+                  prepare: Optional[Callable[[Dict[str, Tensor]], Dict[str, Tensor]]] = None
+                  ) -> None:
     """Convert ``args.src`` to ``args.dst`` or exit with the reason; ``what`` names the expected
-    model in messages (e.g. ``'RepLKNet-31B'``) and ``meta`` is stored beside the weights."""
-    from mmlk.models.utils import CheckpointMismatchError, convert_to_mmlk, load_checkpoint_file
+    model in messages (e.g. ``'RepLKNet-31B'``) and ``meta`` is stored beside the weights.
+    ``head_renames`` maps the classifier's key prefixes (default ``head.`` -> ``head.fc.``);
+    ``prepare`` rewrites the unwrapped state dict first (keys that move between modules)."""
+    from mmlk.models.utils import (CheckpointMismatchError, convert_to_mmlk, load_checkpoint_file,
+                                   unwrap_state_dict)
+    renames = {} if head_renames is None else dict(head_renames=head_renames)
     try:
-        state, unused = convert_to_mmlk(load_checkpoint_file(args.src), build_backbone,
-                                        use_ema=args.use_ema)
+        checkpoint = load_checkpoint_file(args.src)
+        if prepare is not None:
+            checkpoint = prepare(unwrap_state_dict(checkpoint, use_ema=args.use_ema))
+        state, unused = convert_to_mmlk(checkpoint, build_backbone, use_ema=args.use_ema,
+                                        **renames)
     except CheckpointMismatchError as err:
         raise SystemExit(f'error: {args.src} is not an official {what} checkpoint:\n{err}')
     if unused:
