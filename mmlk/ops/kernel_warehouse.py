@@ -55,7 +55,8 @@ def _ntuple(value, n: int, name: str) -> Tuple[int, ...]:
     return value
 
 
-def cell_assignment(num_mixtures: int, start: int, cell_num_ratio: float) -> Tuple[List[Optional[int]], int]:
+def cell_assignment(num_mixtures: int, start: int,
+                    cell_num_ratio: float) -> Tuple[List[Optional[int]], int]:
     """The ``beta`` template of one layer: which warehouse cell each mixture equals at tau=1.
 
     b >= 1: mixture i takes cell ``start + i * int(b)`` (the others are spare cells). b < 1
@@ -312,7 +313,7 @@ class KWConvNd(nn.Module):
                 part.reshape(batch, -1, length))
         return out.reshape(batch, self.out_channels, *out_size)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _mix(self, x: Tensor) -> Tensor:
         if self.attention is None:
             raise RuntimeError(
                 f'{type(self).__name__} has no attention yet: its WarehouseManager must store() '
@@ -321,20 +322,37 @@ class KWConvNd(nn.Module):
         mix = self.attention(x)
         if mix.dtype != x.dtype and not torch.is_autocast_enabled():
             mix = mix.to(x.dtype)
-        batch = x.shape[0]
+        return mix
+
+    def forward(self, x: Tensor) -> Tensor:
+        mix = self._mix(x)
         if self.uses_matmul(x):
             out = self._matmul_forward(x, self.assemble_cells(mix))
         else:
-            kernel = self.assemble_kernel(mix)
-            if batch == 1:
-                out = self._conv(x, kernel[0], self.groups)
-            else:  # the official execution: the batch folded into the groups of one conv
-                out = self._conv(x.reshape(1, -1, *x.shape[2:]),
-                                 kernel.reshape(-1, *kernel.shape[2:]), self.groups * batch)
-                out = out.reshape(batch, self.out_channels, *out.shape[2:])
-        if self.bias is not None:
-            out = out + self.bias.reshape(1, -1, *([1] * self.dimension)).to(out.dtype)
-        return out
+            out = self._grouped_conv(x, self.assemble_kernel(mix))
+        return self._add_bias(out)
+
+    def forward_official(self, x: Tensor) -> Tensor:
+        """The official execution, kept as the reference of tests and benchmarks: assemble the
+        per-sample kernels, then one conv with the batch folded into its groups."""
+        kernel = self.assemble_kernel(self._mix(x))
+        batch = x.shape[0]
+        out = self._conv(x.reshape(1, -1, *x.shape[2:]), kernel.reshape(-1, *kernel.shape[2:]),
+                         self.groups * batch)
+        return self._add_bias(out.reshape(batch, self.out_channels, *out.shape[2:]))
+
+    def _grouped_conv(self, x: Tensor, kernel: Tensor) -> Tensor:
+        batch = x.shape[0]
+        if batch == 1:
+            return self._conv(x, kernel[0], self.groups)
+        out = self._conv(x.reshape(1, -1, *x.shape[2:]), kernel.reshape(-1, *kernel.shape[2:]),
+                         self.groups * batch)
+        return out.reshape(batch, self.out_channels, *out.shape[2:])
+
+    def _add_bias(self, out: Tensor) -> Tensor:
+        if self.bias is None:
+            return out
+        return out + self.bias.reshape(1, -1, *([1] * self.dimension)).to(out.dtype)
 
     def extra_repr(self) -> str:
         return (f'{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, '
