@@ -1,0 +1,18 @@
+# KW-MobileNetV2 1.0x (KW 1x) + Mask R-CNN FPN, COCO 1x (paper: 36.4 box AP / 33.7 mask AP):
+# the ResNet50 recipe with outputs after features 3/6/13/18 (24/32/96/1280 channels) and the
+# official frozen_stages=1 (features[:4]).
+_base_ = ['./mask-rcnn_kw1x-resnet50_fpn_ms-crop-1x_coco.py']
+pretrained = 'checkpoints/kw1x-mobilenetv2-100_in1k_mmlk.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmlk.KWMobileNetV2',
+        widen_factor=1.0,
+        budget='1x',
+        out_indices=(1, 2, 3, 4),
+        frozen_stages=1,
+        norm_eval=True,
+        norm_cfg=dict(type='BN', requires_grad=True),
+        temperature=0.0,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    neck=dict(in_channels=[24, 32, 96, 1280]))
