@@ -32,6 +32,16 @@ def tiny_model_overrides(cfg) -> list:
         arch = RepLKNet.arch_zoo[arch] if isinstance(arch, str) else arch
         backbone.arch = dict(arch, **TINY_REPLKNET)
         dims = TINY_REPLKNET['channels']
+    elif backbone.type == 'mmlk.KWResNet':
+        backbone.base_channels = 8
+        expansion = 4 if backbone.get('depth', 50) == 50 else 1
+        dims = [8 * 2**i * expansion for i in backbone.out_indices]
+    elif backbone.type == 'mmlk.KWMobileNetV2':
+        backbone.widen_factor = 0.25
+        dims = [[8, 8, 8, 24, 1280][i] for i in backbone.out_indices]
+    elif backbone.type == 'mmlk.KWConvNeXt':
+        backbone.arch = TINY_ARCH
+        dims = TINY_ARCH['dims']
     elif backbone.type == 'mmlk.ShiftWiseNet':
         # SW-T has 18 blocks in stage 2: keep > 9 so its layer-decay ids (12) stay valid.
         backbone.arch = TINY_SHIFTWISENET
@@ -85,6 +95,33 @@ def write_config(tmp_path, base: str, body: str, name: str = 'cfg.py') -> str:
 
 TINY_BACKBONE = (f'backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), init_cfg=None, '
                  'norm_cfg=dict(type="BN"))')
+
+
+def tiny_imagenet_body(imagenet_root: str) -> str:
+    """Config lines training an mmpretrain config on the embedded ImageNet for one epoch at
+    32x32 (no workers, fp32, constant LR); a test adds its model overrides."""
+    return textwrap.dedent(f'''
+        train_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='RandomResizedCrop', scale=32, backend='pillow'),
+            dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+            dict(type='PackInputs'),
+        ]
+        test_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='ResizeEdge', scale=36, edge='short', backend='pillow'),
+            dict(type='CenterCrop', crop_size=32),
+            dict(type='PackInputs'),
+        ]
+        train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+            dataset=dict(data_root={imagenet_root!r}, pipeline=train_pipeline))
+        val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+            dataset=dict(data_root={imagenet_root!r}, pipeline=test_pipeline))
+        test_dataloader = val_dataloader
+        optim_wrapper = dict(type='OptimWrapper')
+        train_cfg = dict(max_epochs=1)
+        param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True)]
+        ''')
 
 
 def tiny_seg_config(tmp_path, ade_root: str, extra: str = '', name: str = 'cfg.py') -> str:

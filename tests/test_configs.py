@@ -39,7 +39,11 @@ def test_config_inventory():
                      'replknet_31b_in1k.py', 'replknet_31b_in1k_deploy.py',
                      'upernet_sw_t_ade20k.py', 'cascade_mask_rcnn_sw_t_coco.py',
                      'faster_rcnn_sw_t_voc0712.py', 'sw_t_in1k.py', 'shiftwise_convnext_t_in1k.py',
-                     'upernet_shiftwise_convnext_t_ade20k.py'):
+                     'upernet_shiftwise_convnext_t_ade20k.py', 'mask_rcnn_kw1x_resnet50_coco.py',
+                     'mask_rcnn_kw4x_resnet50_coco.py', 'mask_rcnn_kw1x_mobilenetv2_coco.py',
+                     'mask_rcnn_kw1x_convnext_t_coco.py', 'upernet_kw1x_convnext_t_ade20k.py',
+                     'faster_rcnn_kw1x_resnet50_voc0712.py', 'kw1x_resnet18_in1k.py',
+                     'kw1x_resnet50_in1k.py'):
         assert required in ALL_CONFIGS
 
 
@@ -99,7 +103,8 @@ def test_config_builds_and_trains_one_step(config):
         cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
         batch = cls_batch()
     assert cfg.model.backbone.type in ('mmlk.SLaK', 'mmlk.RepLKNet', 'mmlk.ShiftWiseConvNeXt',
-                                       'mmlk.ShiftWiseNet')
+                                       'mmlk.ShiftWiseNet', 'mmlk.KWResNet', 'mmlk.KWMobileNetV2',
+                                       'mmlk.KWConvNeXt')
     model = MODELS.build(cfg.model)
     model.init_weights()
     assert model.backbone.out_channels[-1] == dims[-1]

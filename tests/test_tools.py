@@ -4,7 +4,8 @@ import os.path as osp
 
 import pytest
 
-from conftest import CONFIGS, TINY_BACKBONE, TINY_DIMS, run_tool, tiny_seg_config, write_config
+from conftest import (CONFIGS, TINY_BACKBONE, TINY_DIMS, run_tool, tiny_imagenet_body,
+                      tiny_seg_config, write_config)
 
 
 def train_resume_test(tmp_path, cfg_path, first_ckpt, resume_opts, last_ckpt, metric):
@@ -63,29 +64,9 @@ def test_mmdet_voc_train_resume_test(tmp_path, demo_data):
 
 
 def test_mmpretrain_train_resume_test(tmp_path, demo_data):
-    cfg = write_config(tmp_path, f'{CONFIGS}/slak_t_in1k.py', f'''
-        model = dict({TINY_BACKBONE}, head=dict(in_channels={TINY_DIMS[-1]}))
-        train_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='RandomResizedCrop', scale=32, backend='pillow'),
-            dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-            dict(type='PackInputs'),
-        ]
-        test_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='ResizeEdge', scale=36, edge='short', backend='pillow'),
-            dict(type='CenterCrop', crop_size=32),
-            dict(type='PackInputs'),
-        ]
-        train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
-            dataset=dict(data_root={demo_data["imagenet"]!r}, pipeline=train_pipeline))
-        val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
-            dataset=dict(data_root={demo_data["imagenet"]!r}, pipeline=test_pipeline))
-        test_dataloader = val_dataloader
-        optim_wrapper = dict(type='OptimWrapper')
-        train_cfg = dict(max_epochs=1)
-        param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True)]
-        ''')
+    model = f'model = dict({TINY_BACKBONE}, head=dict(in_channels={TINY_DIMS[-1]}))\n'
+    cfg = write_config(tmp_path, f'{CONFIGS}/slak_t_in1k.py',
+                       tiny_imagenet_body(demo_data['imagenet']) + model)
     train_resume_test(tmp_path, cfg, 'epoch_1.pth', ['train_cfg.max_epochs=2'], 'epoch_2.pth',
                       'accuracy/top1')
 
