@@ -219,7 +219,8 @@ class KWResNet(KWBackboneMixin, LargeKernelBackbone):
                              f'{depth!r}')
         budget = resolve_arch(budget, self.budgets[depth], _BUDGET_KEYS, f'KWResNet-{depth} budget')
         if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
+            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got '
+                             f'{frozen_stages}')
         self.depth, self.budget = depth, budget
         self.out_indices = self._check_out_indices(out_indices)
         self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
