@@ -7,10 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from conftest import REPO, run_tool
+from conftest import run_tool
 from mmlk.engine import KWTemperatureHook, kw_temperature
 from mmlk.models.backbones import KWConvNeXt, KWMobileNetV2, KWResNet
 from mmlk.ops import (KWAttention, KWConv1d, KWConv2d, KWConv3d, KWLinear, WarehouseManager,
@@ -252,8 +251,9 @@ def test_batch_of_one_trains_and_low_precision_runs():
         mixed = model(x)[-1]
     assert mixed.dtype == torch.bfloat16
     torch.testing.assert_close(mixed.float(), reference, rtol=0.1, atol=0.1)
-    halved = model.to(torch.bfloat16)(x.to(torch.bfloat16))[-1]
-    assert halved.dtype == torch.bfloat16 and torch.isfinite(halved.float()).all()
+    for dtype in (torch.bfloat16, torch.float16):
+        halved = model.to(dtype)(x.to(dtype))[-1]
+        assert halved.dtype == dtype and torch.isfinite(halved.float()).all()
 
 
 def test_two_phase_build_errors_are_clear():
@@ -424,13 +424,43 @@ def test_convnext_official_names_load_through_pretrained(tmp_path):
     torch.testing.assert_close(ours.stages[0][0].gamma, official['stages.0.0.gamma'].reshape(-1))
 
 
+def test_mobilenetv2_official_layout_and_half_budget_conversion(tmp_path):
+    """Official MobileNetV2 key patterns; the 1/2x classifier's warehouse moves to the head."""
+    from mmlk.models.heads import KWLinearClsHead
+    torch.manual_seed(0)
+    backbone = KWMobileNetV2(0.5, '1/2x')
+    state = backbone.state_dict()
+    assert {'features.0.0.attention.fc2.weight', 'features.2.conv.1.0.attention.fc1.weight',
+            'features.17.conv.2.attention.fc2.weight', 'features.2.conv.0.0.weight'} <= set(state)
+    assert 'features.17.conv.0.0.attention.fc1.weight' in state  # stage 6 point-wise is KW
+    head = KWLinearClsHead(1000, 1280)
+    official = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in state.items()}
+    for key, value in head.state_dict().items():
+        key = key.replace('fc.', 'classifier.1.', 1).replace('warehouse_manager.weights.0',
+                                                            'warehouse_manager.weights.9')
+        official[key] = torch.randn_like(value) if value.is_floating_point() else value
+    src, dst = tmp_path / 'kw1d2x_mobilenetv2_050.pth', tmp_path / 'out.pth'
+    torch.save({'model': official}, src)
+    run_tool('tools/model_converters/kw_to_mmlk.py', str(src), str(dst), '--model',
+             'mobilenetv2_050', '--budget', '1/2x')
+    converted = torch.load(dst)['state_dict']
+    head.load_state_dict({k[5:]: v for k, v in converted.items() if k.startswith('head.')})
+    torch.testing.assert_close(head.warehouse_manager.weights[0],
+                               official['warehouse_manager.weights.9'])
+    backbone.load_state_dict({k[9:]: v for k, v in converted.items()
+                              if k.startswith('backbone.')}, strict=True)
+
+
 def test_half_mobilenetv2_head_trains():
     from mmlk.models.heads import KWLinearClsHead
     torch.manual_seed(0)
     head = KWLinearClsHead(10, 64, cell_inplane_ratio=0.25)
+    head.train()
     logits = head((torch.randn(3, 64), ))
     assert logits.shape == (3, 10)
-    assert osp.isfile(osp.join(REPO, 'tools/model_converters/kw_to_mmlk.py'))
+    logits.logsumexp(1).mean().backward()
+    assert head.warehouse_manager.weights[0].grad.abs().sum() > 0
+    assert head.warehouse_manager.warehouse_table[0]['cell'] == (10, 16, 1)
 
 
 def test_matmul_execution_with_channel_groups_stride_and_dilation():
