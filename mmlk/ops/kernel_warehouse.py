@@ -294,7 +294,7 @@ class KWConvNd(nn.Module):
         if any(p for p in self.padding):
             pads = [p for p in reversed(self.padding) for _ in (0, 1)]
             x = F.pad(x, pads)
-        out = None
+        inputs = []  # [B, c_in, L] per (position, input group)
         for s in range(self.groups_spatial):
             offsets, rest = [], s
             for k in reversed(self.kernel_size):
@@ -304,13 +304,22 @@ class KWConvNd(nn.Module):
                 slice(o * d, o * d + st * (n - 1) + 1, st)
                 for o, d, st, n in zip(offsets, self.dilation, self.stride, out_size))
             x_s = x[index].reshape(batch, gi, cin, length).to(cells.dtype)
-            k_s = cells[:, s]  # [B, Go, Gi, co, ci]
-            if gi == 1:
-                part = torch.bmm(k_s.reshape(batch, go * cout, cin), x_s[:, 0])
-            else:
-                part = torch.matmul(k_s, x_s.unsqueeze(1)).sum(2)  # [B, Go, co, L]
-            out = part.reshape(batch, -1, length) if out is None else out.add_(
-                part.reshape(batch, -1, length))
+            inputs.append([x_s[:, i] for i in range(gi)])
+        if gi == 1:  # all output groups in one matmul per position (a contiguous reshape)
+            kernels = [[cells[:, s].reshape(batch, go * cout, cin)] for s in range(len(inputs))]
+            groups = [(kernels, 1)]
+        else:  # one accumulator per output group
+            groups = [([[cells[:, s, o, i] for i in range(gi)] for s in range(len(inputs))], gi)
+                      for o in range(go)]
+        blocks = []
+        for kernels, count in groups:
+            acc = None
+            for s in range(len(inputs)):
+                for i in range(count):
+                    k, x_i = kernels[s][i], inputs[s][i]
+                    acc = torch.bmm(k, x_i) if acc is None else acc.baddbmm_(k, x_i)
+            blocks.append(acc)
+        out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
         return out.reshape(batch, self.out_channels, *out_size)
 
     def _mix(self, x: Tensor) -> Tensor:
