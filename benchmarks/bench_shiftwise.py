@@ -8,6 +8,12 @@ receptive field (ratio <= 0.67). Rows:
 
 * "equ-SLaK (k=5)": ShiftWiseLargeKernelConv converted from SLaK's kernel, identical outputs;
 * "k=3 tiles": the CVPR 2025 tile size (more, smaller tiles; fewer MACs: 2*17*9 vs 2*51*5);
+* "dense vs shift-add execution": the same k=3 module run both ways (``impl``): the tiles
+  assembled into the dense strips they add up to, or the tile conv + shift-add; this is the
+  measurement that made ``'dense'`` the default;
+* "CVPR op training form" (eval mode, and forward+backward in train mode): ShiftWiseConv
+  without ghosts, paths and replicas merged into dense strips before the BNs, against SLaK's
+  training-form branches;
 * "shift-add: skewed view vs slice loop": the shift-add alone on the same tile outputs; the
   skewed strided view (one read of every element, used by mmlk) against nk slice-adds of a
   padded tensor (the released code's torch path);
@@ -62,6 +68,9 @@ def run(size: int = 512, repeats: int = 5):
         slak = DecomposedLargeKernelConv(channels, long_side, 5).eval()
         equ = ShiftWiseLargeKernelConv.from_decomposed(slak).eval()
         small = ShiftWiseLargeKernelConv(channels, long_side, 3).eval()
+        small_shift_add = ShiftWiseLargeKernelConv(channels, long_side, 3, impl='shift_add').eval()
+        small_shift_add.load_state_dict(small.state_dict())
+        cvpr_train = ShiftWiseConv(channels, long_side, 3, ghost_ratio=0.0).eval()
         slak_deploy = DecomposedLargeKernelConv(channels, long_side, 5).eval()
         slak_deploy.switch_to_deploy()
         cvpr = ShiftWiseConv(channels, long_side, 3, ghost_ratio=0.0).eval()
@@ -75,8 +84,18 @@ def run(size: int = 512, repeats: int = 5):
                     module(x)
             return call
 
+        def train_step(module):
+            def call():
+                module.train()
+                module(x_grad).sum().backward()
+                module.eval()
+            return call
+
+        x_grad = x.clone().requires_grad_(True)
         times = interleaved_medians(dict(
             slak=forward(slak), equ=forward(equ), k3=forward(small),
+            k3_shift_add=forward(small_shift_add), cvpr_train=forward(cvpr_train),
+            slak_step=train_step(slak), cvpr_step=train_step(cvpr_train),
             slak_deploy=forward(slak_deploy), cvpr_deploy=forward(cvpr),
             view=lambda: shift_add_strip(k3_tiles, starts, 3, (side, side), True),
             loop=lambda: slice_loop_shift_add(k3_tiles, starts, 3, (side, side))),
@@ -86,6 +105,12 @@ def run(size: int = 512, repeats: int = 5):
             Result(name, shape, "equ-SLaK (k=5) vs SLaK's branches", times['equ'], times['slak'],
                    0.67),
             Result(name, shape, "k=3 tiles vs SLaK's branches", times['k3'], times['slak'], 0.67),
+            Result(name, shape, 'k=3 tiles: dense vs shift-add execution', times['k3'],
+                   times['k3_shift_add']),
+            Result(name, shape, "CVPR op training form vs SLaK's branches (eval)",
+                   times['cvpr_train'], times['slak'], 0.67),
+            Result(name, shape, "CVPR op vs SLaK's branches, forward+backward (train)",
+                   times['cvpr_step'], times['slak_step'], 0.67),
             Result(name, shape, 'shift-add only: skewed view vs slice loop (k=3)', times['view'],
                    times['loop']),
             Result(name, shape, "CVPR op deploy (k=3 tiles merged to dense strips) vs SLaK "
@@ -110,9 +135,11 @@ def run(size: int = 512, repeats: int = 5):
                                 warmup=1, repeats=repeats)
     results.append(Result('SW-T vs SLaK-T backbone', f'1x3x{size}x{size}',
                           'forward, deploy forms', times['sw'], times['slak']))
-    notes = ('shift-wise vs SLaK: the tiles are one grouped conv with 2*ceil(M/k) outputs per '
-             'channel; on CPU (oneDNN) that conv and its nk-times larger output cost more than '
-             "SLaK's two dense strips, which oneDNN runs as channels-last depthwise convs")
+    notes = ('shift-wise vs SLaK: executed as a tile conv + shift-add, the tiles write 2*ceil(M/k) '
+             'maps per channel, which costs far more on CPU than the dense strips they add up '
+             "to; as dense strips, a 3-wide strip costs oneDNN's channels-last depthwise conv "
+             'nearly what a 5-wide one does (its time follows the long side, not the width), '
+             'so fewer MACs do not make the op 1.5x faster')
     return results, notes
 
 

@@ -87,12 +87,14 @@ def test_low_precision_runs_and_matches(dtype):
                                rtol=0.05)
 
 
+@pytest.mark.parametrize('impl', ['dense', 'shift_add'])
 @pytest.mark.parametrize('long_side,k,size', [(51, 5, 20), (13, 5, 7), (47, 3, 30), (49, 5, 40)])
-def test_equ_slak_conversion_is_exact(long_side, k, size):
+def test_equ_slak_conversion_is_exact(long_side, k, size, impl):
     slak = DecomposedLargeKernelConv(6, long_side, k).double()
     randomise_bn(slak, seed=long_side)
     slak.eval()
     shift_wise = ShiftWiseLargeKernelConv.from_decomposed(slak).double().eval()
+    shift_wise.impl = impl
     assert shift_wise.tiles.weight.shape == (2 * 6 * math.ceil(long_side / k), 1, k, k)
     x = torch.randn(2, 6, size, size + 3, dtype=torch.float64)
     with torch.no_grad():
@@ -190,10 +192,12 @@ def dense_branch_kernels(op):
     return k_h, k_v, k_s
 
 
+@pytest.mark.parametrize('impl', ['dense', 'shift_add'])
 @pytest.mark.parametrize('long_side,k,size', [(13, 3, 9), (51, 3, 7), (15, 5, 20), (47, 3, 12)])
-def test_cvpr_operator_equals_dense_cross_shaped_convolutions(long_side, k, size):
+def test_cvpr_operator_equals_dense_cross_shaped_convolutions(long_side, k, size, impl):
     from mmlk.ops.shift_wise import ShiftWiseConv
-    op = ShiftWiseConv(10, long_side, k, ghost_ratio=0.23, num_paths=2, num_replicas=4).double()
+    op = ShiftWiseConv(10, long_side, k, ghost_ratio=0.23, num_paths=2, num_replicas=4,
+                       impl=impl).double()
     reps, nk, mid = len(op.rep_index), op.num_tiles, long_side // 2
     x = torch.randn(2, reps, size, size + 2, dtype=torch.float64)
     h, v, s = op.branches(x)
@@ -443,3 +447,30 @@ def test_sw_net_deploy_form_is_exact_and_rebuilt_by_the_constructor():
     direct = ShiftWiseNet(arch, kernel_size=(13, 11, 9, 7, 3), out_indices=(0, 1, 2, 3),
                           gap_before_final_norm=False, deploy=True)
     direct.load_state_dict(model.state_dict())
+
+
+@pytest.mark.parametrize('anchor', ['official', 'centred'])
+def test_dense_and_shift_add_executions_train_identically(anchor):
+    """Both operators, training mode (BN batch statistics): same outputs and same gradients
+    whether the tiles run as dense strips or as the tile conv + shift-add."""
+    from mmlk.ops.shift_wise import ShiftWiseConv
+    torch.manual_seed(0)
+    for build in (lambda impl: ShiftWiseLargeKernelConv(6, 13, 3, anchor=anchor, impl=impl),
+                  lambda impl: ShiftWiseConv(10, 15, 3, anchor=anchor, impl=impl)):
+        dense, shifted = build('dense').double(), build('shift_add').double()
+        shifted.load_state_dict(dense.state_dict())
+        x = torch.randn(2, dense.channels, 9, 11, dtype=torch.float64)
+        outs, grads = [], []
+        for module in (dense, shifted):
+            module.train()
+            inp = x.clone().requires_grad_(True)
+            out = module(inp)
+            (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+            outs.append(out)
+            grads.append([inp.grad] + [p.grad for p in module.parameters()])
+        torch.testing.assert_close(outs[0], outs[1], atol=1e-11, rtol=0)
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+        torch.testing.assert_close(dense.state_dict(), shifted.state_dict(), atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match='impl must be one of'):
+        ShiftWiseLargeKernelConv(4, 13, 3, impl='fft')

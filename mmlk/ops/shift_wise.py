@@ -131,6 +131,37 @@ def tiles_to_strip(tiles: Tensor, long_side: int, horizontal: bool,
     return tiles.reshape(channels, nk, k, k).permute(0, 2, 1, 3).reshape(channels, 1, k, nk * k)
 
 
+IMPLS = ('dense', 'shift_add')
+
+
+def centred_strip(tiles: Tensor, starts: Sequence[int], small_kernel: int,
+                  horizontal: bool) -> Tuple[Tensor, int]:
+    """``(C, nk, k, k)`` tiles placed at ``starts`` -> the dense depthwise strip that computes
+    the same shift-add, zero-padded to be centred (``(C, 1, k, 2P+1)`` wide or its transpose
+    tall), and ``P``. Differentiable in ``tiles``."""
+    k = small_kernel
+    channels, nk = tiles.shape[:2]
+    strip = tiles_to_strip(tiles.reshape(-1, 1, k, k), nk * k, horizontal, channels)
+    first, last = starts[0], starts[-1] + k - 1  # long-side reach relative to the output pixel
+    pad = max(-first, last)
+    left, right = first + pad, pad - last
+    return F.pad(strip, (left, right) if horizontal else (0, 0, left, right)), pad
+
+
+def strip_conv(x: Tensor, strip: Tensor, pad: int, horizontal: bool,
+               bias: Optional[Tensor] = None) -> Tensor:
+    """Depthwise "same" convolution with a :func:`centred_strip`."""
+    short = (strip.shape[-2] if horizontal else strip.shape[-1]) // 2
+    padding = (short, pad) if horizontal else (pad, short)
+    return F.conv2d(x, strip, bias, padding=padding, groups=strip.shape[0])
+
+
+def _check_impl(impl: str) -> str:
+    if impl not in IMPLS:
+        raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
+    return impl
+
+
 class ShiftWiseLargeKernelConv(nn.Module):
     """SLaK's decomposed large kernel with both long strips realised shift-wise (Shift-ConvNets,
     2024: the "equ-SLaK" operator).
@@ -151,6 +182,12 @@ class ShiftWiseLargeKernelConv(nn.Module):
         norm_cfg: norm of each branch.
         deploy: build the inference form: the two strip BNs folded into the tiles and one bias,
             the small branch a biased conv (:meth:`switch_to_deploy`, exact in eval mode).
+        impl: how the tiles are executed, the same sums either way (tested): ``'dense'``
+            assembles the tiles into the two dense strips they add up to (:func:`centred_strip`)
+            and runs two depthwise convs; ``'shift_add'`` runs the tile conv and shifts and adds
+            its outputs (:func:`shift_add_strip`). ``'dense'`` is the default because it
+            measured 5-30x faster on CPU (``benchmarks/bench_shiftwise.py``): the tile conv
+            writes ``2 * ceil(M / k)`` maps per channel.
     """
 
     def __init__(self,
@@ -159,7 +196,8 @@ class ShiftWiseLargeKernelConv(nn.Module):
                  small_kernel: int = 5,
                  anchor: str = 'official',
                  norm_cfg: Optional[dict] = dict(type='BN'),
-                 deploy: bool = False) -> None:
+                 deploy: bool = False,
+                 impl: str = 'dense') -> None:
         super().__init__()
         from mmcv.cnn import build_norm_layer
 
@@ -172,6 +210,7 @@ class ShiftWiseLargeKernelConv(nn.Module):
         self.anchor = anchor
         self.starts = tile_starts(kernel_size, small_kernel, anchor)
         self.deploy = deploy
+        self.impl = _check_impl(impl)
         self.tiles = nn.Conv2d(channels, 2 * channels * self.num_tiles, small_kernel,
                                padding=small_kernel - 1, groups=channels, bias=False)
         if deploy:
@@ -182,13 +221,24 @@ class ShiftWiseLargeKernelConv(nn.Module):
         self.small_conv = ConvBN(channels, channels, small_kernel, groups=channels,
                                  norm_cfg=norm_cfg, deploy=deploy)
 
-    def forward(self, x: Tensor) -> Tensor:
-        size = x.shape[-2:]
-        b, k, nk = x.shape[0], self.small_kernel, self.num_tiles
+    def strips(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """The tall and wide strip responses (before their BNs)."""
+        k, nk = self.small_kernel, self.num_tiles
+        if self.impl == 'dense':
+            from .large_kernel import to_depthwise_layout
+            x = to_depthwise_layout(x)
+            tiles = self.tiles.weight.view(self.channels, 2, nk, k, k)
+            tall, pad = centred_strip(tiles[:, 0], self.starts, k, horizontal=False)
+            wide, _ = centred_strip(tiles[:, 1], self.starts, k, horizontal=True)
+            return strip_conv(x, tall, pad, False), strip_conv(x, wide, pad, True)
         y = self.tiles(x)
-        y = y.view(b, self.channels, 2, nk, y.shape[-2], y.shape[-1])
-        tall = shift_add_strip(y[:, :, 0], self.starts, k, size, horizontal=False)
-        wide = shift_add_strip(y[:, :, 1], self.starts, k, size, horizontal=True)
+        y = y.view(x.shape[0], self.channels, 2, nk, y.shape[-2], y.shape[-1])
+        size = x.shape[-2:]
+        return (shift_add_strip(y[:, :, 0], self.starts, k, size, horizontal=False),
+                shift_add_strip(y[:, :, 1], self.starts, k, size, horizontal=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        tall, wide = self.strips(x)
         if self.deploy:
             return tall + wide + self.small_conv(x) + self.bias.view(1, -1, 1, 1)
         return self.bn_tall(tall) + self.bn_wide(wide) + self.small_conv(x)
@@ -245,7 +295,8 @@ class ShiftWiseLargeKernelConv(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'channels={self.channels}, kernel_size=({self.kernel_size}, {self.small_kernel}), '
-                f'tiles={self.num_tiles}, anchor={self.anchor!r}, deploy={self.deploy}')
+                f'tiles={self.num_tiles}, anchor={self.anchor!r}, impl={self.impl!r}, '
+                f'deploy={self.deploy}')
 
 
 def replica_tables(channels: int, num_tiles: int, num_replicas: int, seed: int = 123
@@ -315,9 +366,14 @@ class ShiftWiseConv(nn.Module):
     ``switch_to_deploy()`` (or ``deploy=True``) is exact in eval mode: the paths are summed, the
     replicas merged into one tile per strip position (``tiles``: horizontal, then vertical)
     and one k x k kernel (``small``), each branch's BN folded in, the identity added to the
-    k x k kernel's centre, and the three biases summed. The deploy forward runs the merged tiles as two dense
-    k-wide depthwise strips (:meth:`dense_strips`, the k x k kernel merged into one of them):
-    the same linear map without materialising the tile outputs.
+    k x k kernel's centre, and the three biases summed. The deploy forward runs the merged
+    tiles as two dense k-wide depthwise strips (:meth:`dense_strips`, the k x k kernel merged
+    into one of them): the same linear map without materialising the tile outputs.
+
+    ``impl`` chooses how the training form runs its branches, with the same sums (tested):
+    ``'dense'`` (default, measured fastest on CPU) merges paths and replicas into per-position
+    tiles and runs them as dense strips, as deploy does but before the BNs; ``'shift_add'``
+    runs the tile convs and gathers, shifts and adds their outputs, as the released code.
     """
 
     def __init__(self,
@@ -330,9 +386,11 @@ class ShiftWiseConv(nn.Module):
                  anchor: str = 'official',
                  norm_cfg: Optional[dict] = dict(type='BN'),
                  seed: int = 123,
-                 deploy: bool = False) -> None:
+                 deploy: bool = False,
+                 impl: str = 'dense') -> None:
         super().__init__()
         from mmcv.cnn import build_norm_layer
+        self.impl = _check_impl(impl)
         if num_paths < 1 or num_replicas < 1:
             raise ValueError(f'num_paths and num_replicas must be >= 1, got {num_paths} and '
                              f'{num_replicas}')
@@ -362,9 +420,30 @@ class ShiftWiseConv(nn.Module):
         self.bn_lora2 = build_norm_layer(norm_cfg, reps)[1]
         self.bn_small = build_norm_layer(norm_cfg, reps)[1]
 
+    def merged_tiles(self, weight: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Tile-conv weights ``(R * nk, 1, k, k)`` -> the horizontal and vertical tiles per strip
+        position ``(R, nk, k, k)`` and the k x k kernels ``(R, 1, k, k)``, replicas summed."""
+        k, nk = self.small_kernel, self.num_tiles
+        tiles = weight.view(-1, nk, k, k)
+        rows = torch.arange(tiles.shape[0], device=weight.device)
+
+        def merged(index: Tensor) -> Tensor:
+            return sum(tiles[rows[:, None], replica] for replica in index)
+
+        small = sum(tiles[rows, replica] for replica in self.index_small)[:, None]
+        return merged(self.index_h), merged(self.index_v), small
+
     def branches(self, x_rep: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """The horizontal, vertical and small outputs before their BNs."""
         size, k = x_rep.shape[-2:], self.small_kernel
+        if self.impl == 'dense':
+            from .large_kernel import to_depthwise_layout
+            x_rep = to_depthwise_layout(x_rep)
+            tiles_h, tiles_v, small = self.merged_tiles(sum(conv.weight for conv in self.LoRAs))
+            strip_h, pad = centred_strip(tiles_h, self.starts, k, horizontal=True)
+            strip_v, _ = centred_strip(tiles_v, self.starts, k, horizontal=False)
+            return (strip_conv(x_rep, strip_h, pad, True), strip_conv(x_rep, strip_v, pad, False),
+                    F.conv2d(x_rep, small, padding=k // 2, groups=small.shape[0]))
         y = sum(conv(x_rep) for conv in self.LoRAs)
         tiles = y.view(y.shape[0], -1, self.num_tiles, y.shape[-2], y.shape[-1])
         h = shift_add_strip(_gather_replicas(tiles, self.index_h), self.starts, k, size, True)
@@ -379,19 +458,18 @@ class ShiftWiseConv(nn.Module):
         x_rep = x.index_select(1, self.rep_index) if ghosts else x  # no copy without ghosts
         if self.deploy:
             # Inference runs the merged tiles as two dense depthwise strips (the same linear
-            # map): on CPU that is 0.6-0.7x SLaK's 5-wide strips, while materialising the tile
-            # outputs for the shift-add costs 5-14x (benchmarks/bench_shiftwise.py).
-            # The centred k x k kernel (identity and bias included) merges into the
-            # horizontal strip through the shared reparam utility: two convs in all.
+            # map; materialising the tile outputs for the shift-add measured 5-30x slower on
+            # CPU, benchmarks/bench_shiftwise.py). The centred k x k kernel (identity and bias
+            # included) merges into the horizontal strip through the shared reparam utility:
+            # two convs in all.
             from .large_kernel import to_depthwise_layout
             from .reparam import merge_branches
             x_rep = to_depthwise_layout(x_rep)
             strip_h, strip_v, pad = self.dense_strips()
             kernel_h, bias = merge_branches([(strip_h, torch.zeros_like(self.small.bias)),
                                              (self.small.weight, self.small.bias)])
-            k, groups = self.small_kernel, strip_h.shape[0]
-            out = (F.conv2d(x_rep, kernel_h, bias, padding=(k // 2, pad), groups=groups) +
-                   F.conv2d(x_rep, strip_v, padding=(pad, k // 2), groups=groups))
+            out = (strip_conv(x_rep, kernel_h, pad, True, bias) +
+                   strip_conv(x_rep, strip_v, pad, False))
         else:
             h, v, small = self.branches(x_rep)
             out = self.bn_lora1(h) + self.bn_lora2(v) + self.bn_small(small) + x_rep
@@ -404,13 +482,9 @@ class ShiftWiseConv(nn.Module):
         (the footprint, asymmetric under the official anchor, zero-padded to be centred) and P."""
         k, nk = self.small_kernel, self.num_tiles
         weight = self.tiles.weight.view(-1, 2, nk, k, k)
-        reps = weight.shape[0]
-        first, last = self.starts[0], self.starts[-1] + k - 1
-        pad = max(-first, last)
-        h = tiles_to_strip(weight[:, 0].reshape(-1, 1, k, k), nk * k, True, reps)
-        v = tiles_to_strip(weight[:, 1].reshape(-1, 1, k, k), nk * k, False, reps)
-        left, right = first + pad, pad - last
-        return F.pad(h, (left, right)), F.pad(v, (0, 0, left, right)), pad
+        strip_h, pad = centred_strip(weight[:, 0], self.starts, k, horizontal=True)
+        strip_v, _ = centred_strip(weight[:, 1], self.starts, k, horizontal=False)
+        return strip_h, strip_v, pad
 
     def switch_to_deploy(self) -> None:
         if self.deploy:
@@ -418,18 +492,10 @@ class ShiftWiseConv(nn.Module):
         from .reparam import fuse_conv_bn
         k, nk = self.small_kernel, self.num_tiles
         weight = sum(conv.weight.detach() for conv in self.LoRAs)  # the paths are linear
-        tiles = weight.view(-1, nk, k, k)
-        reps = tiles.shape[0]
-        rows = torch.arange(reps, device=weight.device)
-
-        def merged(index: Tensor) -> Tensor:  # (R, nk, k, k): sum of the replicas' tiles
-            return sum(tiles[rows[:, None], replica] for replica in index)
-
-        tiles_h, bias_h = fuse_conv_bn(merged(self.index_h).reshape(reps, 1, nk * k, k),
-                                       self.bn_lora1)
-        tiles_v, bias_v = fuse_conv_bn(merged(self.index_v).reshape(reps, 1, nk * k, k),
-                                       self.bn_lora2)
-        small = sum(tiles[rows, replica] for replica in self.index_small)[:, None]
+        merged_h, merged_v, small = self.merged_tiles(weight)
+        reps = merged_h.shape[0]
+        tiles_h, bias_h = fuse_conv_bn(merged_h.reshape(reps, 1, nk * k, k), self.bn_lora1)
+        tiles_v, bias_v = fuse_conv_bn(merged_v.reshape(reps, 1, nk * k, k), self.bn_lora2)
         small, bias_s = fuse_conv_bn(small, self.bn_small)
         small = small.clone()
         small[:, 0, k // 2, k // 2] += 1  # the identity on the rep channels
@@ -449,4 +515,5 @@ class ShiftWiseConv(nn.Module):
         paths = 'merged' if self.deploy else len(self.LoRAs)
         return (f'channels={self.channels} (rep {len(self.rep_index)}), kernel_size=('
                 f'{self.kernel_size}, {self.small_kernel}), tiles={self.num_tiles}, '
-                f'paths={paths}, replicas={len(self.index_h)}, deploy={self.deploy}')
+                f'paths={paths}, replicas={len(self.index_h)}, impl={self.impl!r}, '
+                f'deploy={self.deploy}')

@@ -29,17 +29,19 @@ class ShiftWiseConvNeXt(SLaK):
     With the official anchor and ``k = 5`` this is "equ-SLaK": :meth:`from_slak` converts a
     trained SLaK into this network with identical outputs. Arguments are SLaK's
     (``arch`` tiny = SW-T [3, 3, 9, 3], small/base [3, 3, 27, 3]; ``kernel_size`` =
-    ``(M0, M1, M2, M3, k)``) plus ``anchor`` (``'official'`` or ``'centred'`` footprint).
+    ``(M0, M1, M2, M3, k)``) plus ``anchor`` (``'official'`` or ``'centred'`` footprint) and
+    ``impl`` (``'dense'`` or ``'shift_add'`` execution of the tiles, same sums; see
+    :class:`~mmlk.ops.ShiftWiseLargeKernelConv`).
     """
 
-    def __init__(self, *args, anchor: str = 'official', **kwargs) -> None:
-        self.anchor = anchor
+    def __init__(self, *args, anchor: str = 'official', impl: str = 'dense', **kwargs) -> None:
+        self.anchor, self.impl = anchor, impl
         super().__init__(*args, **kwargs)
 
     def build_large_kernel(self, channels: int, long_side: int, short_side: int,
                            norm_cfg: Optional[dict], deploy: bool) -> nn.Module:
         return ShiftWiseLargeKernelConv(channels, long_side, short_side, anchor=self.anchor,
-                                        norm_cfg=norm_cfg, deploy=deploy)
+                                        norm_cfg=norm_cfg, deploy=deploy, impl=self.impl)
 
     @classmethod
     def from_slak(cls, slak: SLaK) -> 'ShiftWiseConvNeXt':
@@ -49,7 +51,7 @@ class ShiftWiseConvNeXt(SLaK):
         from mmlk.ops import DecomposedLargeKernelConv
         converted = copy.deepcopy(slak)
         converted.__class__ = cls
-        converted.anchor = 'official'
+        converted.anchor, converted.impl = 'official', 'dense'
         for stage in converted.stages:
             for block in stage:
                 if not isinstance(block.large_kernel, DecomposedLargeKernelConv):
@@ -148,6 +150,8 @@ class ShiftWiseNet(ConvNeXtSkeleton):
             a dict with ``depths`` and ``dims``.
         kernel_size: ``(M0, M1, M2, M3, k)``; the release uses ``(51, 49, 47, 13, 3)``.
         ghost_ratio, num_paths, num_replicas, anchor: the operator's (0.23, 2, 4, official).
+        impl: the operator's execution, ``'dense'`` (default, fastest measured on CPU) or
+            ``'shift_add'`` (the released code's), the same sums.
         norm_cfg: the operator's and block's BNs (SyncBN in the release).
         deploy: build the operators' inference form (paths and replicas merged, branch BNs and
             the identity folded; :meth:`ShiftWiseConv.switch_to_deploy`).
@@ -172,6 +176,7 @@ class ShiftWiseNet(ConvNeXtSkeleton):
                  anchor: str = 'official',
                  norm_cfg: dict = dict(type='BN'),
                  deploy: bool = False,
+                 impl: str = 'dense',
                  **kwargs) -> None:
         arch = resolve_arch(arch, self.arch_zoo, ('depths', 'dims'), 'ShiftWiseNet')
         long_sides, small = split_kernel_sizes(kernel_size, self.num_stages, '(51, 49, 47, 13, 3)')
@@ -182,7 +187,7 @@ class ShiftWiseNet(ConvNeXtSkeleton):
         def mixer(channels: int, stage: int) -> nn.Module:
             return ShiftWiseConv(channels, long_sides[stage], small, ghost_ratio=ghost_ratio,
                                  num_paths=num_paths, num_replicas=num_replicas, anchor=anchor,
-                                 norm_cfg=norm_cfg, deploy=deploy)
+                                 norm_cfg=norm_cfg, deploy=deploy, impl=impl)
 
         super().__init__(arch['depths'], arch['dims'], mixer, **kwargs)
 
