@@ -5,7 +5,7 @@ conv execution vs the official one on the same weights.
 
 Rows:
 
-* ``KW-ResNet50 b vs ResNet50`` at batch 1 and 8 (mmpretrain's ResNet50, eval mode): the cost
+* ``KW-ResNet50 b vs ResNet50`` at batch 1, 8 and 16 (mmpretrain's ResNet50, eval mode): the cost
   of dynamic kernels (attention, per-sample kernel assembly, per-sample convs). No target: the
   paper reports KW as slower than its static baseline.
 * ``mmlk vs official execution`` (target <= 0.67, i.e. >= 1.5x faster): the same network and
@@ -48,7 +48,7 @@ def run(size: int = 224, repeats: int = 5):
         for module in official.modules():  # KWConvNd.forward_official: the official execution
             if isinstance(module, KWConvNd):
                 module.forward = module.forward_official
-        for batch in (1, 8):
+        for batch in (1, 8, 16):
             x = torch.randn(batch, 3, size, size)
             with torch.no_grad():
                 a, b = ours(x)[0], official(x)[0]

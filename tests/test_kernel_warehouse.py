@@ -322,6 +322,20 @@ def test_frozen_stages_freeze_warehouses_only_when_all_their_layers_are_frozen()
     assert not model.layer3[0].conv1.attention.norm1.training  # the attention's BN1d too
 
 
+def test_deep_copies_mix_from_their_own_warehouses():
+    """EMA models are deep copies: their layers must read the copy's warehouses."""
+    import copy
+    model = KWResNet(18, '1x', base_channels=8).eval()
+    ema = copy.deepcopy(model)
+    assert ema.layer3[1].conv2._manager[0] is ema.warehouse_manager
+    x = torch.randn(2, 3, 64, 64)
+    before = ema(x)[-1]
+    with torch.no_grad():
+        for weight in model.warehouse_manager.weights:
+            weight.mul_(2)
+    torch.testing.assert_close(ema(x)[-1], before)
+
+
 def test_get_layer_depth():
     model = KWResNet(50, '1x', base_channels=8)
     assert model.get_layer_depth('backbone.conv1.weight', 'backbone.') == (0, 18)
