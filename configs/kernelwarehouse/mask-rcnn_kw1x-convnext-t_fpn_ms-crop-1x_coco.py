@@ -3,20 +3,10 @@
 # layer-wise LR decay 0.95 over 6 ids (warehouses, outside stages/downsamplers, get the top id
 # as upstream), LR steps at 9 and 11, drop path 0.4, layer scale 1.0 (overwritten by the
 # checkpoint), output LayerNorms.
-_base_ = ['./mask-rcnn_kw1x-resnet50_fpn_ms-crop-1x_coco.py']
-pretrained = 'checkpoints/kw1x-convnext-t_in1k_mmlk.pth'
+_base_ = ['./mask-rcnn_kw1x-resnet50_fpn_ms-crop-1x_coco.py',
+           '../_base_/models/kw_convnext_t_dense.py']
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='mmlk.KWConvNeXt',
-        arch='tiny',
-        budget='1x',
-        drop_path_rate=0.4,
-        layer_scale_init_value=1.0,
-        out_indices=(0, 1, 2, 3),
-        gap_before_final_norm=False,
-        temperature=0.0,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    backbone={{_base_.kw_convnext_t_backbone}},
     neck=dict(in_channels=[96, 192, 384, 768]))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
