@@ -320,6 +320,11 @@ def test_frozen_stages_freeze_warehouses_only_when_all_their_layers_are_frozen()
     model = KWResNet(18, '1x', base_channels=8, norm_eval=True)
     model.train()
     assert not model.layer3[0].conv1.attention.norm1.training  # the attention's BN1d too
+    # ConvNeXt: stem, stage-0 dw and pw warehouses serve stage 0 only; downsampler 1 trains
+    convnext = KWConvNeXt(dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64]), frozen_stages=1)
+    trainable = [w.requires_grad for w in convnext.warehouse_manager.weights]
+    assert trainable == [False, True, True, True, False, False] + [True] * 6
+    assert not convnext.stages[0][0].pwconv1.attention.fc1.weight.requires_grad
 
 
 def test_deep_copies_mix_from_their_own_warehouses():
