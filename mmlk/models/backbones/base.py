@@ -55,6 +55,14 @@ class LargeKernelBackbone(BaseModule):
             resolved.append(index % self.num_stages)
         return tuple(sorted(set(resolved)))
 
+    @staticmethod
+    def _check_frozen_stages(frozen_stages: int, lowest: int, highest: int) -> int:
+        """``frozen_stages`` if it is in ``[lowest, highest]``, else a ValueError saying so
+        (the convention differs per family: -1 or 0 freezes nothing)."""
+        if not lowest <= frozen_stages <= highest:
+            raise ValueError(f'frozen_stages must be in [{lowest}, {highest}], got {frozen_stages}')
+        return frozen_stages
+
     # ------------------------------------------------------------------ train state
     def _freeze_stages(self) -> None:
         """Set the frozen part to eval mode and stop its gradients (nothing by default)."""

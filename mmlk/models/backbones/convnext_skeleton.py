@@ -156,9 +156,7 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
             raise ValueError(f'depths and dims must be positive, got depths={depths}, dims={dims}')
         self.depths, self.dims = depths, dims
         self.out_indices = self._check_out_indices(out_indices)
-        if not 0 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [0, {self.num_stages}], got {frozen_stages}')
-        self.frozen_stages = frozen_stages
+        self.frozen_stages = self._check_frozen_stages(frozen_stages, 0, self.num_stages)
         self.norm_eval = norm_eval
         self.gap_before_final_norm = gap_before_final_norm
 

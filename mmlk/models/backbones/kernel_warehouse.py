@@ -218,12 +218,10 @@ class KWResNet(KWBackboneMixin, LargeKernelBackbone):
             raise ValueError(f'KWResNet depth must be one of {sorted(self.arch_settings)}, got '
                              f'{depth!r}')
         budget = resolve_arch(budget, self.budgets[depth], _BUDGET_KEYS, f'KWResNet-{depth} budget')
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got '
-                             f'{frozen_stages}')
         self.depth, self.budget = depth, budget
         self.out_indices = self._check_out_indices(out_indices)
-        self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
+        self.frozen_stages = self._check_frozen_stages(frozen_stages, -1, self.num_stages)
+        self.norm_eval = norm_eval
         block, self.stage_blocks = self.arch_settings[depth]
         self.warehouse_manager = WarehouseManager(norm='bn', **budget)
 
@@ -396,11 +394,9 @@ class KWMobileNetV2(KWBackboneMixin, LargeKernelBackbone):
         kw_pointwise_stages = set(budget.pop('kw_pointwise_stages', range(1, 7)))
         if widen_factor <= 0:
             raise ValueError(f'widen_factor must be positive, got {widen_factor}')
-        if not -1 <= frozen_stages < self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages - 1}], got '
-                             f'{frozen_stages}')
         self.out_indices = self._check_out_indices(out_indices)
-        self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
+        self.frozen_stages = self._check_frozen_stages(frozen_stages, -1, self.num_stages - 1)
+        self.norm_eval = norm_eval
         self.warehouse_manager = WarehouseManager(norm='bn', **budget)
         manager = self.warehouse_manager
 

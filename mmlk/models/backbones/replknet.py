@@ -207,9 +207,7 @@ class RepLKNet(LargeKernelBackbone):
             raise ValueError('norm_intermediate_features (a BN on every downstream output) and '
                              'final_norm (the classification BN) exclude each other, as in the '
                              'official code; pick one')
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got '
-                             f'{frozen_stages}')
+        self._check_frozen_stages(frozen_stages, -1, self.num_stages)
         self.arch = arch
         self.channels = list(arch['channels'])
         self.layers = list(arch['layers'])
