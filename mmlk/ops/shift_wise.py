@@ -186,7 +186,7 @@ class ShiftWiseLargeKernelConv(nn.Module):
             assembles the tiles into the two dense strips they add up to (:func:`centred_strip`)
             and runs two depthwise convs; ``'shift_add'`` runs the tile conv and shifts and adds
             its outputs (:func:`shift_add_strip`). ``'dense'`` is the default because it
-            measured 5-30x faster on CPU (``benchmarks/bench_shiftwise.py``): the tile conv
+            measured 6-60x faster on CPU (``benchmarks/bench_shiftwise.py``): the tile conv
             writes ``2 * ceil(M / k)`` maps per channel.
     """
 
