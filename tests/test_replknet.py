@@ -445,8 +445,7 @@ def test_convert_downstream_and_deploy_layouts(layout, arch):
                     final_norm=classification, deploy=deploy,
                     norm_intermediate_features=with_norms and not classification)
 
-    converted, unused = convert_to_mmlk(checkpoint, build)
-    assert not unused
+    converted = convert_to_mmlk(checkpoint, build)
     if layout == 'cls_deploy':
         assert torch.equal(converted['backbone.stages.3.norm.weight'], official['norm.weight'])
         assert torch.equal(converted['head.fc.weight'], official['head.weight'])

@@ -1,19 +1,21 @@
 """The command-line part every ``tools/model_converters/*_to_mmlk.py`` shares.
 
 Each converter only says how to build the backbone a checkpoint should fit; reading the file,
-the strict check, the report of dropped keys and the output format are the same for all.
+the strict check (every tensor placed, none left over), the arch inference, the output format
+and the atomic write are the same for all.
 """
 import argparse
-import os
+import contextlib
 import os.path as osp
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ['converter_parser', 'run_converter']
+__all__ = ['add_arch_argument', 'converter_parser', 'run_converter']
 
-BuildBackbone = Callable[[Dict[str, Tensor], bool], nn.Module]
+# build(backbone_state, is_classifier, arch) -> the mmlk backbone the checkpoint should fit
+BuildBackbone = Callable[[Dict[str, Tensor], bool, str], nn.Module]
 
 
 def converter_parser(doc: str) -> argparse.ArgumentParser:
@@ -22,33 +24,98 @@ def converter_parser(doc: str) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src', help='official checkpoint')
     parser.add_argument('dst', help='output mmlk checkpoint')
-    parser.add_argument('--use-ema', action='store_true', help='convert model_ema if present')
+    parser.add_argument('--use-ema', action='store_true',
+                        help='convert model_ema instead of model (refused if the file has none)')
     return parser
+
+
+def add_arch_argument(parser: argparse.ArgumentParser, archs: Sequence[str]) -> None:
+    """``--arch``, optional: without it the converter tries every arch and keeps the one whose
+    tensors all fit (the depths and widths are in the shapes); with it, that arch is checked."""
+    parser.add_argument('--arch', default=None, choices=sorted(archs),
+                        help='the checkpoint\'s arch; default: inferred from its tensors')
 
 
 def run_converter(args: argparse.Namespace, build_backbone: BuildBackbone, what: str,
                   meta: dict, head_renames: Optional[Mapping[str, str]] = None,
-                  prepare: Optional[Callable[[Dict[str, Tensor]], Dict[str, Tensor]]] = None
-                  ) -> None:
-    """Convert ``args.src`` to ``args.dst`` or exit with the reason; ``what`` names the expected
-    model in messages (e.g. ``'RepLKNet-31B'``) and ``meta`` is stored beside the weights.
+                  prepare: Optional[Callable[[Dict[str, Tensor]], Dict[str, Tensor]]] = None,
+                  archs: Sequence[str] = ('', ),
+                  postprocess: Optional[Callable[[Dict[str, Tensor], str], Dict[str, Tensor]]]
+                  = None) -> None:
+    """Convert ``args.src`` to ``args.dst`` or exit with the reason, writing nothing.
+
+    ``what`` names the expected model in messages, with ``{arch}`` standing for the arch
+    (e.g. ``'SLaK-{arch}'``); ``meta`` is stored beside the weights (with ``arch``).
     ``head_renames`` maps the classifier's key prefixes (default ``head.`` -> ``head.fc.``);
-    ``prepare`` rewrites the unwrapped state dict first (keys that move between modules)."""
-    from mmlk.models.utils import (CheckpointMismatchError, convert_to_mmlk, load_checkpoint_file,
-                                   unwrap_state_dict)
+    ``prepare`` rewrites the unwrapped state dict first (keys that move between modules);
+    ``postprocess(converted, arch)`` rewrites the converted state dict (another model form).
+    ``archs`` are the candidates tried when ``args.arch`` is None (one empty name: the
+    converter has no arch choice).
+    """
+    from mmlk.models.utils import (CheckpointMismatchError, CheckpointReadError,
+                                   convert_to_mmlk, load_checkpoint_file, save_checkpoint_file,
+                                   state_dict_container, unwrap_state_dict)
     renames = {} if head_renames is None else dict(head_renames=head_renames)
     try:
         checkpoint = load_checkpoint_file(args.src)
-        if prepare is not None:
-            checkpoint = prepare(unwrap_state_dict(checkpoint, use_ema=args.use_ema))
-        state, unused = convert_to_mmlk(checkpoint, build_backbone, use_ema=args.use_ema,
-                                        **renames)
+    except (FileNotFoundError, CheckpointReadError) as err:
+        raise SystemExit(f'error: {err}')
+    if args.use_ema and not (isinstance(checkpoint, Mapping) and 'model_ema' in checkpoint):
+        raise SystemExit(f'error: --use-ema: {args.src} has no model_ema (top-level keys: '
+                         f'{sorted(checkpoint)[:10] if isinstance(checkpoint, Mapping) else "-"})')
+    source = state_dict_container(checkpoint, use_ema=args.use_ema) or 'the top level'
+    if prepare is not None:
+        checkpoint = prepare(unwrap_state_dict(checkpoint, use_ema=args.use_ema))
+
+    def convert(arch: str, device: Optional[str] = None):
+        with torch.device(device) if device else contextlib.nullcontext():
+            return convert_to_mmlk(checkpoint, lambda s, c: build_backbone(s, c, arch),
+                                   use_ema=args.use_ema, **renames)
+
+    chosen = getattr(args, 'arch', None)
+    if chosen is None and len(archs) > 1:
+        chosen = _infer_arch(convert, archs, what)
+        print(f'inferred --arch {chosen}: the only arch whose every tensor fits the checkpoint')
+    chosen = chosen or archs[0]
+    try:
+        state = convert(chosen)
     except CheckpointMismatchError as err:
-        raise SystemExit(f'error: {args.src} is not an official {what} checkpoint:\n{err}')
-    if unused:
-        print(f'warning: {len(unused)} checkpoint key(s) have no place in {what} and were '
-              f'dropped: {", ".join(sorted(unused)[:12])}')
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(dict(state_dict=state, meta=dict(meta, converted_from=osp.basename(args.src))),
-               args.dst)
-    print(f'wrote {len(state)} tensors to {args.dst}')
+        fits = [a for a in archs if a != chosen and _fits(convert, a)]
+        hint = f'\nThe checkpoint fits --arch {fits[0]}.' if fits else ''
+        raise SystemExit(f'error: {args.src} is not an official {what.format(arch=chosen)} '
+                         f'checkpoint:\n{err}{hint}')
+    if postprocess is not None:
+        state = postprocess(state, chosen)
+    meta = dict(meta, **({'arch': chosen} if chosen else {}), converted_from=osp.basename(args.src),
+                converted_tensors=source)
+    save_checkpoint_file(dict(state_dict=state, meta=meta), args.dst)
+    print(f'converted {source} of {args.src}; wrote {len(state)} tensors to {args.dst}')
+
+
+def _fits(convert, arch: str) -> bool:
+    from mmlk.models.utils import CheckpointMismatchError
+    try:
+        convert(arch, device='meta')
+        return True
+    except CheckpointMismatchError:
+        return False
+
+
+def _infer_arch(convert, archs: Sequence[str], what: str) -> str:
+    """The one arch the checkpoint fits (built on the meta device: shapes only, no memory)."""
+    from mmlk.models.utils import CheckpointMismatchError
+    errors = {}
+    for arch in archs:
+        try:
+            convert(arch, device='meta')
+        except CheckpointMismatchError as err:
+            errors[arch] = err
+    fits = [a for a in archs if a not in errors]
+    if len(fits) == 1:
+        return fits[0]
+    if fits:
+        raise SystemExit(f'error: the checkpoint fits several archs ({", ".join(fits)}); '
+                         'pass --arch')
+    closest = min(errors, key=lambda a: errors[a].num_problems)
+    raise SystemExit(f'error: the checkpoint fits none of the archs {list(archs)}; the closest is '
+                     f'{what.format(arch=closest)}:\n{errors[closest]}')

@@ -58,7 +58,7 @@ def main() -> None:
     if args.model.startswith('mobilenetv2') and args.budget == '1/2x':
         renames, prepare = HALF_MBV2_CLASSIFIER, move_half_mbv2_classifier
 
-    def build(state, classification: bool):
+    def build(state, classification: bool, arch: str):
         try:
             return build_model(args.budget, classification)
         except ValueError as err:

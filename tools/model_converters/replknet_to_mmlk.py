@@ -22,24 +22,25 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmlk.models.backbones import RepLKNet  # noqa: E402
-from mmlk.utils.converter_cli import converter_parser, run_converter  # noqa: E402
+from mmlk.utils.converter_cli import (add_arch_argument, converter_parser,  # noqa: E402
+                                      run_converter)
 
 
 def main() -> None:
     parser = converter_parser(__doc__)
-    parser.add_argument('--arch', default='31B', choices=sorted(RepLKNet.arch_zoo))
+    add_arch_argument(parser, RepLKNet.arch_zoo)
     args = parser.parse_args()
 
-    def build(state, classification: bool) -> RepLKNet:
+    def build(state, classification: bool, arch: str) -> RepLKNet:
         deploy = any('.lkb_reparam.' in k for k in state)
         if classification:
-            return RepLKNet(args.arch, out_indices=(3, ), final_norm=True, deploy=deploy)
+            return RepLKNet(arch, out_indices=(3, ), final_norm=True, deploy=deploy)
         # Output norms exist only in official XL downstream models (norm_intermediate_features).
         with_norms = any(re.match(r'stages\.\d\.norm\.', k) for k in state)
-        return RepLKNet(args.arch, out_indices=(0, 1, 2, 3), deploy=deploy,
+        return RepLKNet(arch, out_indices=(0, 1, 2, 3), deploy=deploy,
                         norm_intermediate_features=with_norms)
 
-    run_converter(args, build, f'RepLKNet-{args.arch}', dict(arch=args.arch))
+    run_converter(args, build, 'RepLKNet-{arch}', {}, archs=sorted(RepLKNet.arch_zoo))
 
 
 if __name__ == '__main__':

@@ -16,25 +16,26 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmlk.models.backbones import ShiftWiseNet  # noqa: E402
-from mmlk.utils.converter_cli import converter_parser, run_converter  # noqa: E402
+from mmlk.utils.converter_cli import (add_arch_argument, converter_parser,  # noqa: E402
+                                      run_converter)
 
 
 def main() -> None:
     parser = converter_parser(__doc__)
-    parser.add_argument('--arch', default='tiny', choices=sorted(ShiftWiseNet.arch_zoo))
+    add_arch_argument(parser, ShiftWiseNet.arch_zoo)
     parser.add_argument('--kernel-size', type=int, nargs=5, default=[51, 49, 47, 13, 3],
                         metavar=('M0', 'M1', 'M2', 'M3', 'k'))
     parser.add_argument('--ghost-ratio', type=float, default=0.23)
     args = parser.parse_args()
 
-    def build(state, classification: bool) -> ShiftWiseNet:
-        return ShiftWiseNet(args.arch, kernel_size=args.kernel_size, ghost_ratio=args.ghost_ratio,
+    def build(state, classification: bool, arch: str) -> ShiftWiseNet:
+        return ShiftWiseNet(arch, kernel_size=args.kernel_size, ghost_ratio=args.ghost_ratio,
                             out_indices=(3, ) if classification else (0, 1, 2, 3),
                             gap_before_final_norm=classification)
 
-    run_converter(args, build, f'ShiftwiseConv SW-{args.arch[0].upper()}',
-                  dict(arch=args.arch, kernel_size=list(args.kernel_size),
-                       ghost_ratio=args.ghost_ratio))
+    run_converter(args, build, 'ShiftwiseConv SW-{arch}',
+                  dict(kernel_size=list(args.kernel_size), ghost_ratio=args.ghost_ratio),
+                  archs=sorted(ShiftWiseNet.arch_zoo))
 
 
 if __name__ == '__main__':

@@ -6,7 +6,11 @@ Official large-kernel checkpoints are ``{'model': ..., 'optimizer': ..., 'args':
 ``state_dict`` and loads with ``strict=False``, so an official file would load *nothing* with
 only a warning. Everything here refuses to do that.
 """
+import io
 import os
+import os.path as osp
+import pickle
+import zipfile
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -14,23 +18,118 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
-    'CheckpointMismatchError', 'load_checkpoint_file', 'unwrap_state_dict', 'strip_prefix',
-    'compare_state_dicts', 'load_state_dict_checked', 'convert_to_mmlk'
+    'CheckpointMismatchError', 'CheckpointReadError', 'atomic_write_bytes', 'check_checkpoint_file',
+    'save_checkpoint_file', 'state_dict_container', 'load_checkpoint_file', 'unwrap_state_dict',
+    'strip_prefix', 'compare_state_dicts', 'load_state_dict_checked', 'convert_to_mmlk'
 ]
 
 _CONTAINER_KEYS = ('state_dict', 'model', 'model_ema', 'module')
 
 
 class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the model: wrong keys or wrong shapes."""
+    """A checkpoint does not fit the model: wrong keys or wrong shapes.
+
+    ``num_problems`` counts the offending keys, so that a caller trying several archs can
+    report the closest one."""
+
+    def __init__(self, message: str, num_problems: int = 0) -> None:
+        super().__init__(message)
+        self.num_problems = num_problems
+
+
+class CheckpointReadError(ValueError):
+    """A file given as a checkpoint is empty, truncated or not a checkpoint at all."""
+
+
+# torch.save writes a zip archive since torch 1.6; older files are a bare pickle stream.
+_PICKLE_PROTOCOL_2_PLUS = b'\x80'
+
+
+def check_checkpoint_file(path: str) -> None:
+    """Raise :class:`CheckpointReadError` naming ``path`` if it cannot be a complete checkpoint.
+
+    Cheap enough to run before every load: a zip archive (what ``torch.save`` writes) keeps its
+    directory at the very end, so reading that directory detects a truncated file (a crash
+    during a non-atomic save) without reading the tensors.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    size = osp.getsize(path)
+    if size == 0:
+        raise CheckpointReadError(f'{path}: truncated or not a checkpoint (the file is empty)')
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                archive.namelist()
+        except (zipfile.BadZipFile, OSError) as err:
+            raise CheckpointReadError(f'{path}: truncated or not a checkpoint ({size} bytes; '
+                                      f'{err})') from None
+        return
+    with open(path, 'rb') as f:
+        head = f.read(1)
+    if head != _PICKLE_PROTOCOL_2_PLUS:
+        raise CheckpointReadError(
+            f'{path}: truncated or not a checkpoint ({size} bytes, neither a torch zip archive '
+            'nor a pickle; an incomplete zip archive looks like this too)')
 
 
 def load_checkpoint_file(path: str) -> dict:
     """``torch.load`` a local checkpoint on CPU, including official files that pickle
-    ``argparse.Namespace`` (which ``weights_only=True`` rejects)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
-    return torch.load(path, map_location='cpu', weights_only=False)
+    ``argparse.Namespace`` (which ``weights_only=True`` rejects). An empty, truncated or
+    foreign file raises :class:`CheckpointReadError` naming it."""
+    check_checkpoint_file(path)
+    try:
+        return torch.load(path, map_location='cpu', weights_only=False)
+    except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        raise CheckpointReadError(f'{path}: truncated or not a checkpoint '
+                                  f'({osp.getsize(path)} bytes; {type(err).__name__}: {err})'
+                                  ) from None
+
+
+def atomic_write_bytes(data: bytes, path: str, chunk_size: int = 1 << 26) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either its old content or all of ``data``.
+
+    The bytes go to a hidden temporary file in the same directory (``.<name>.partial-<pid>``,
+    same file system, so the rename is atomic), are flushed to disk, and only then renamed
+    over ``path``; the directory entry is synced too. A crash or ``kill -9`` at any point
+    leaves at most the temporary file, never a partial file under the final name.
+    """
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = osp.join(directory, f'.{osp.basename(path)}.partial-{os.getpid()}')
+    try:
+        with open(tmp, 'wb') as f:
+            view = memoryview(data)
+            for start in range(0, len(view), chunk_size):
+                f.write(view[start:start + chunk_size])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint_file(checkpoint: Mapping, path: str) -> None:
+    """``torch.save`` ``checkpoint`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    with io.BytesIO() as buffer:
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(buffer.getvalue(), path)
+
+
+def state_dict_container(checkpoint: Mapping, use_ema: bool = False) -> Optional[str]:
+    """The key of ``checkpoint`` holding the weights (``model_ema`` if asked for and present,
+    else the first of ``state_dict``, ``model``, ``model_ema``, ``module``), or None for a bare
+    state dict."""
+    if use_ema and isinstance(checkpoint.get('model_ema'), Mapping):
+        return 'model_ema'
+    return next((k for k in _CONTAINER_KEYS if isinstance(checkpoint.get(k), Mapping)), None)
 
 
 def unwrap_state_dict(checkpoint: Mapping, use_ema: bool = False) -> 'OrderedDict[str, Tensor]':
@@ -44,14 +143,8 @@ def unwrap_state_dict(checkpoint: Mapping, use_ema: bool = False) -> 'OrderedDic
     """
     if not isinstance(checkpoint, Mapping):
         raise TypeError(f'a checkpoint must be a dict, got {type(checkpoint).__name__}')
-    if use_ema and 'model_ema' in checkpoint:
-        state = checkpoint['model_ema']
-    else:
-        state = checkpoint
-        for key in _CONTAINER_KEYS:
-            if key in checkpoint and isinstance(checkpoint[key], Mapping):
-                state = checkpoint[key]
-                break
+    container = state_dict_container(checkpoint, use_ema)
+    state = checkpoint if container is None else checkpoint[container]
     tensors = OrderedDict((k, v) for k, v in state.items() if isinstance(v, Tensor))
     if not tensors:
         raise CheckpointMismatchError(
@@ -85,17 +178,21 @@ def compare_state_dicts(
     ignored_unexpected: Callable[[str], bool] = lambda k: False,
 ) -> Tuple[List[str], List[str]]:
     """Check ``given`` against ``expected`` and raise :class:`CheckpointMismatchError` if it does
-    not fit: any shape mismatch (naming both shapes), or missing keys that are not allowed.
+    not fit: any shape mismatch (naming both shapes), missing keys that are not allowed, or
+    checkpoint keys the model has no place for (unless ``ignored_unexpected`` names them: a
+    checkpoint with *more* tensors than the model is for another arch, e.g. more blocks).
 
-    Returns ``(missing, unexpected)``: the allowed-missing keys and the unexpected keys that
-    were not ignored, for the caller to report.
+    Returns ``(missing, ignored)``: the allowed-missing keys and the ignored checkpoint keys,
+    for the caller to report.
     """
     shape_errors = [
         f'{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(v.shape)}'
         for k, v in expected.items() if k in given and tuple(given[k].shape) != tuple(v.shape)
     ]
     missing = [k for k in expected if k not in given]
-    unexpected = [k for k in given if k not in expected and not ignored_unexpected(k)]
+    extra = [k for k in given if k not in expected]
+    ignored = [k for k in extra if ignored_unexpected(k)]
+    unexpected = [k for k in extra if not ignored_unexpected(k)]
     bad_missing = [k for k in missing if not allowed_missing(k)]
     problems = []
     if shape_errors:
@@ -104,12 +201,15 @@ def compare_state_dicts(
     if bad_missing:
         problems.append(f'{len(bad_missing)} key(s) missing from the checkpoint: '
                         f'{_summarise(bad_missing)}')
+    if unexpected:
+        problems.append(f'{len(unexpected)} checkpoint key(s) have no place in the model (a '
+                        f'checkpoint of another arch, e.g. with more blocks): '
+                        f'{_summarise(unexpected)}')
     if problems:
-        if unexpected:
-            problems.append(f'{len(unexpected)} unexpected key(s) in the checkpoint: '
-                            f'{_summarise(unexpected)}')
-        raise CheckpointMismatchError('checkpoint does not fit the model:\n' + '\n'.join(problems))
-    return missing, unexpected
+        raise CheckpointMismatchError('checkpoint does not fit the model:\n' + '\n'.join(problems),
+                                      num_problems=len(shape_errors) + len(bad_missing)
+                                      + len(unexpected))
+    return missing, ignored
 
 
 def load_state_dict_checked(module: nn.Module,
@@ -123,24 +223,25 @@ def load_state_dict_checked(module: nn.Module,
     checkpoint that does not fit it.
     """
     expected = module.state_dict()
-    missing, unexpected = compare_state_dicts(expected, state_dict, allowed_missing,
-                                              ignored_unexpected)
+    missing, ignored = compare_state_dicts(expected, state_dict, allowed_missing,
+                                           ignored_unexpected)
     module.load_state_dict({k: v for k, v in state_dict.items() if k in expected}, strict=False)
     if logger is not None:
         logger.info(f'loaded {len(expected) - len(missing)}/{len(expected)} tensors from checkpoint')
         if missing:
             logger.warning(f'keys kept at their initialisation (not in checkpoint): '
                            f'{_summarise(missing)}')
-        if unexpected:
-            logger.warning(f'unused checkpoint keys: {_summarise(unexpected)}')
-    return missing, unexpected
+        if ignored:
+            logger.info(f'checkpoint keys ignored as asked (no place in this module): '
+                        f'{_summarise(ignored)}')
+    return missing, ignored
 
 
 def convert_to_mmlk(checkpoint: Mapping,
                     build_backbone: Callable[[Dict[str, Tensor], bool], nn.Module],
                     use_ema: bool = False,
                     head_renames: Mapping[str, str] = {'head.': 'head.fc.'},
-                    ) -> Tuple['OrderedDict[str, Tensor]', List[str]]:
+                    ) -> 'OrderedDict[str, Tensor]':
     """Map an official checkpoint onto mmlk model keys, strictly.
 
     Two layouts are recognised:
@@ -154,11 +255,12 @@ def convert_to_mmlk(checkpoint: Mapping,
 
     ``build_backbone(backbone_state, is_classifier)`` returns the mmlk backbone the checkpoint
     should fit; its ``convert_official_keys`` renames backbone keys, and every one of its
-    tensors must then be found with the same shape, else :class:`CheckpointMismatchError` names
-    the keys and both shapes. The result loads into an ``ImageClassifier`` or, through a
+    tensors must then be found with the same shape, and every backbone tensor of the checkpoint
+    must have a place in it, else :class:`CheckpointMismatchError` names the keys and both
+    shapes (a checkpoint with more blocks than the arch is refused, not cut down). The result loads into an ``ImageClassifier`` or, through a
     ``Pretrained`` init with ``prefix='backbone.'``, into any detector or segmentor.
 
-    Returns ``(converted, unused_keys)``; unused backbone keys are reported, never written.
+    Returns the converted state dict.
     """
     state = unwrap_state_dict(checkpoint, use_ema=use_ema)
     if any(k.startswith('backbone.') for k in state):
@@ -175,8 +277,7 @@ def convert_to_mmlk(checkpoint: Mapping,
                            if not k.startswith(tuple(head_renames)))
     backbone = build_backbone(body, any(k.startswith('head.') for k in others))
     body = backbone.convert_official_keys(body)
-    _, unexpected = compare_state_dicts(backbone.state_dict(), body)
-    converted = OrderedDict(
-        ('backbone.' + k, v) for k, v in body.items() if k not in set(unexpected))
+    compare_state_dicts(backbone.state_dict(), body)
+    converted = OrderedDict(('backbone.' + k, v) for k, v in body.items())
     converted.update(others)
-    return converted, unexpected
+    return converted
