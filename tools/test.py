@@ -10,8 +10,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mmlk.utils import (DatasetNotFoundError, add_runner_args,  # noqa: E402
-                        check_dataset_paths, load_config, setup_torch_load)
+from mmlk.models.utils import check_checkpoint_file  # noqa: E402
+from mmlk.utils import (add_runner_args, check_dataset_paths,  # noqa: E402
+                        install_safety_hooks, load_config, setup_torch_load)
+from mmlk.utils.runtime import user_errors_as_messages  # noqa: E402
 
 setup_torch_load()
 
@@ -101,26 +103,25 @@ def main() -> None:
     if args.checkpoint is None:
         print_log('No checkpoint given: evaluating the model as initialised by the config.',
                   logger='current', level=30)
-    elif not osp.isfile(args.checkpoint):
-        raise SystemExit(f'error: checkpoint not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint
+    install_safety_hooks(cfg, strict=not args.non_strict, train=False)
     if args.show or args.show_dir:
         _visualization(cfg, scope, args)
     if args.tta:
         _tta(cfg, scope)
     if args.out:
         _dump(cfg, scope, args.out)
-    try:
+    with user_errors_as_messages():
+        if args.checkpoint is not None:
+            check_checkpoint_file(args.checkpoint)
         check_dataset_paths(cfg, ('test_dataloader', ))
-    except DatasetNotFoundError as err:
-        raise SystemExit(f'error: {err}')
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    if args.checkpoint is None:
-        # Runner.test() loads weights but never runs init_weights: do it, so the baseline is
-        # the model exactly as training would start from it.
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        model.init_weights()
-    metrics = runner.test()
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        if args.checkpoint is None:
+            # Runner.test() loads weights but never runs init_weights: do it, so the baseline
+            # is the model exactly as training would start from it.
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            model.init_weights()
+        metrics = runner.test()
     path = osp.join(runner.work_dir, 'metrics.json')
     with open(path, 'w') as f:
         json.dump({k: _to_json(v) for k, v in metrics.items()}, f, indent=2)

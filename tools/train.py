@@ -10,13 +10,18 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 from mmlk.utils import (DatasetNotFoundError, add_runner_args,  # noqa: E402
-                        check_dataset_paths, load_config, prepare_optim_wrapper_for_device,
+                        check_dataset_paths, install_safety_hooks, load_config,
+                        prepare_optim_wrapper_for_device, resolve_resume_checkpoint,
                         setup_torch_load)
+
+from mmlk.models.utils import check_checkpoint_file  # noqa: E402
+from mmlk.utils.runtime import user_errors_as_messages  # noqa: E402
 
 setup_torch_load()
 
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
@@ -42,21 +47,30 @@ def build_cfg(args: argparse.Namespace) -> Config:
                              'in the config')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        # Resolved here, not by mmengine, so that a truncated checkpoint or a broken
+        # last_checkpoint pointer falls back to the newest complete checkpoint.
+        path = resolve_resume_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+        if path is None:
+            print_log(f'--resume: no complete checkpoint in {cfg.work_dir}; training from the '
+                      'start.', logger='current', level=30)
+            cfg.resume, cfg.load_from = False, cfg.get('load_from')
+        else:
+            cfg.resume, cfg.load_from = True, path
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    install_safety_hooks(cfg, strict=not args.non_strict, train=True)
     return cfg
 
 
 def main() -> None:
     args = parse_args()
     cfg = build_cfg(args)
-    try:
+    with user_errors_as_messages():
         check_dataset_paths(cfg, ('train_dataloader', 'val_dataloader'))
-    except DatasetNotFoundError as err:
-        raise SystemExit(f'error: {err}')
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+        if cfg.get('load_from'):
+            check_checkpoint_file(cfg.load_from)
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        runner.train()
 
 
 if __name__ == '__main__':

@@ -1,14 +1,17 @@
 """What ``tools/train.py`` and ``tools/test.py`` do to a config before the Runner sees it."""
+import contextlib
+import glob
 import os
 import os.path as osp
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
 __all__ = [
-    'DatasetNotFoundError', 'add_runner_args', 'check_dataset_paths', 'load_config',
-    'prepare_optim_wrapper_for_device', 'setup_torch_load'
+    'DatasetNotFoundError', 'add_runner_args', 'check_dataset_paths', 'install_safety_hooks',
+    'load_config', 'prepare_optim_wrapper_for_device', 'resolve_resume_checkpoint',
+    'setup_torch_load'
 ]
 
 
@@ -22,6 +25,10 @@ def add_runner_args(parser) -> None:
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--non-strict', action='store_true',
+                        help='load checkpoints (load_from, --resume, test checkpoints) even if '
+                        'they do not fit the model, as plain mmengine does: keys that do not '
+                        'fit are dropped with a warning. Default: refuse, naming the keys.')
 
 
 def load_config(args) -> Config:
@@ -36,6 +43,69 @@ def load_config(args) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def install_safety_hooks(cfg: Config, strict: bool, train: bool) -> None:
+    """What mmlk's tools add to every config (README, "Reliability"):
+
+    * ``mmlk.StrictLoadHook``: checkpoints that do not fit the model are refused (unless
+      ``strict`` is False, from ``--non-strict``, or the config sets ``strict_load = False``);
+    * ``mmlk.RNGStateHook`` (training): generator states in checkpoints, exact resume;
+    * mmengine's ``CheckpointHook`` becomes ``mmlk.AtomicCheckpointHook`` (same arguments):
+      checkpoints are written atomically.
+
+    Hooks the config already lists are kept as they are (their arguments win).
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    present = {str(h.get('type', '')).split('.')[-1] for h in hooks}
+    if strict and cfg.get('strict_load', True) and 'StrictLoadHook' not in present:
+        hooks.append(dict(type='mmlk.StrictLoadHook'))
+    if train and 'RNGStateHook' not in present:
+        hooks.append(dict(type='mmlk.RNGStateHook'))
+    cfg.custom_hooks = hooks
+    checkpoint = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook',
+                                                             'mmengine.CheckpointHook'):
+        checkpoint.type = 'mmlk.AtomicCheckpointHook'
+
+
+def resolve_resume_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``--resume`` (without a path) continues from: the one ``last_checkpoint``
+    names if it is complete, else the newest complete ``*.pth`` in ``work_dir`` (saying so);
+    None if there is none. A truncated or missing file is never chosen."""
+    from mmlk.models.utils import CheckpointReadError, check_checkpoint_file
+    candidates = []
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            named = f.read().strip()
+        if named:
+            candidates.append(named)
+    candidates += sorted(glob.glob(osp.join(work_dir, '*.pth')), key=osp.getmtime, reverse=True)
+    for index, path in enumerate(candidates):
+        try:
+            check_checkpoint_file(path)
+        except (FileNotFoundError, CheckpointReadError) as err:
+            print_log(f'not resuming from {path}: {err}', logger='current', level=30)
+            continue
+        if index > 0 and candidates[0] != path:
+            print_log(f'resuming from {path}, the newest complete checkpoint in {work_dir}',
+                      logger='current', level=30)
+        return path
+    return None
+
+
+@contextlib.contextmanager
+def user_errors_as_messages():
+    """Turn the errors a user can fix (a checkpoint or dataset that is missing, truncated or
+    does not fit, a bad data file) into one ``error: ...`` line and exit code 1, instead of a
+    traceback from deep inside the Runner."""
+    from mmlk.models.utils import CheckpointMismatchError, CheckpointReadError
+    try:
+        yield
+    except (CheckpointMismatchError, CheckpointReadError, DatasetNotFoundError,
+            FileNotFoundError) as err:
+        raise SystemExit(f'error: {err}') from None
 
 
 def setup_torch_load() -> None:

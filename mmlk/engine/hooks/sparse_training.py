@@ -11,6 +11,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmlk.registry import HOOKS
+from mmlk.utils.validation import as_patterns, check_range
 from ..sparsity import SparseEngine, check_sparse_options, select_sparse_targets
 
 __all__ = ['SparseTrainingHook']
@@ -60,7 +61,8 @@ class SparseTrainingHook(Hook):
             per block, blocks scored by their L1 norm.
         frozen: keep the zero pattern of the initial weights fixed (no updates).
         dense_threshold: layers at least this dense after initialisation stay dense.
-        seed: base seed of the random draws.
+        seed: base seed of the random draws; default: the run's ``randomness.seed`` (0 if
+            the run has none), so runs with other seeds draw other masks.
     """
 
     priority = 'ABOVE_NORMAL'
@@ -80,7 +82,7 @@ class SparseTrainingHook(Hook):
                  block_shapes: Optional[Dict[str, Sequence[int]]] = None,
                  frozen: bool = False,
                  dense_threshold: float = 0.99,
-                 seed: int = 0,
+                 seed: Optional[int] = None,
                  tie: Sequence[str] = (),
                  tie_every: int = 1) -> None:
         self.engine_args = dict(
@@ -89,7 +91,14 @@ class SparseTrainingHook(Hook):
             final_prune_rate=final_prune_rate, dense_threshold=dense_threshold, seed=seed,
             tie=list(tie), tie_every=tie_every)
         # Fail on bad values when the config is built, not after the data has loaded.
-        check_sparse_options(init, growth, sparsity, prune_rate)
+        check_sparse_options(init, growth, sparsity, prune_rate, final_prune_rate,
+                             0 if frozen else update_interval)
+        if seed is not None:
+            check_range(seed, 'seed', integer=True)
+        if total_steps is not None:
+            check_range(total_steps, 'total_steps', 1, integer=True)
+        # Validated here too, so that include='pwconv' is one pattern from the start.
+        include, exclude = as_patterns(include, 'include'), as_patterns(exclude, 'exclude')
         self.total_steps = total_steps
         self.selection = dict(scope=scope, only_large_kernels=only_large_kernels,
                               include=include, exclude=exclude, block_shapes=block_shapes)
@@ -112,7 +121,10 @@ class SparseTrainingHook(Hook):
         if total is None:
             accumulate = getattr(runner.optim_wrapper, '_accumulative_counts', 1) or 1
             total = math.ceil(runner.max_iters / accumulate)
-        self.engine = SparseEngine(targets, total_steps=total, **self.engine_args)
+        args = dict(self.engine_args)
+        if args['seed'] is None:
+            args['seed'] = runner.seed if runner.seed is not None else 0
+        self.engine = SparseEngine(targets, total_steps=total, **args)
         if self._saved_state is not None:
             self.engine.load_state_dict(self._saved_state)
             self.engine.apply()

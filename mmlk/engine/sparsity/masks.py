@@ -28,6 +28,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from mmlk.utils.validation import check_range
+
 __all__ = [
     'SparseTarget', 'SparseEngine', 'allocate_densities', 'check_sparse_options',
     'cosine_prune_rate'
@@ -37,16 +39,21 @@ _GROWTH = ('random', 'gradient')
 _INIT = ('snip', 'ERK', 'uniform', 'dense_pattern')
 
 
-def check_sparse_options(init: str, growth: str, sparsity: float, prune_rate: float) -> None:
-    """Raise a ValueError naming the accepted values for any unknown or out-of-range option."""
+def check_sparse_options(init: str, growth: str, sparsity: float, prune_rate: float,
+                         final_prune_rate: float = 0.005,
+                         update_interval: Optional[int] = 100) -> None:
+    """Raise a TypeError/ValueError naming the accepted values for any unknown, mistyped or
+    out-of-range option (``update_interval`` None or 0: static masks)."""
     if init not in _INIT:
         raise ValueError(f'unknown sparse init {init!r}; choose from {list(_INIT)}')
     if growth not in _GROWTH:
         raise ValueError(f'unknown growth {growth!r}; choose from {list(_GROWTH)}')
-    if not 0 <= sparsity < 1:
-        raise ValueError(f'sparsity must be in [0, 1), got {sparsity}')
-    if not 0 <= prune_rate < 1:
-        raise ValueError(f'prune_rate must be in [0, 1), got {prune_rate}')
+    check_range(sparsity, 'sparsity', 0, 1, high_open=True)
+    check_range(prune_rate, 'prune_rate', 0, 1, high_open=True)
+    check_range(final_prune_rate, 'final_prune_rate', 0, 1, high_open=True)
+    if update_interval is not None:
+        check_range(update_interval, 'update_interval (optimizer steps between updates; 0 or '
+                    'None: static masks)', 0, integer=True)
 
 
 @dataclass
@@ -204,7 +211,7 @@ class SparseEngine:
                  seed: int = 0,
                  tie: Sequence[str] = (),
                  tie_every: int = 1) -> None:
-        check_sparse_options(init, growth, sparsity, prune_rate)
+        check_sparse_options(init, growth, sparsity, prune_rate, final_prune_rate, update_interval)
         if tie_every < 1:
             raise ValueError(f'tie_every must be >= 1, got {tie_every}')
         if not targets:

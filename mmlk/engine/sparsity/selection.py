@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from torch import nn
 
+from mmlk.utils.validation import as_patterns
 from .masks import SparseTarget
 
 __all__ = ['select_sparse_targets']
@@ -26,11 +27,14 @@ def select_sparse_targets(model: nn.Module,
             ``'model'`` (every layer, head included, as the official ImageNet engine does).
         only_large_kernels: keep only the large-kernel branches (official ``--only-L``: names
             containing ``large_kernel.LoRA``).
-        include / exclude: regular expressions searched in the parameter name; a parameter is
-            kept if it matches any ``include`` (when given) and no ``exclude``.
+        include / exclude: a regular expression or a list of them, searched in the parameter
+            name; a parameter is kept if it matches any ``include`` (when given) and no
+            ``exclude``. An empty selection is an error naming the patterns and some names.
         block_shapes: ``{regex: block_shape}``; the first matching pattern gives the mask
             granularity of a parameter (structured sparsity); others are element-wise.
     """
+    include = as_patterns(include, 'include')
+    exclude = as_patterns(exclude, 'exclude')
     if scope not in ('backbone', 'model'):
         raise ValueError(f"scope must be 'backbone' or 'model', got {scope!r}")
     prefix = 'backbone.' if scope == 'backbone' else ''
@@ -56,4 +60,13 @@ def select_sparse_targets(model: nn.Module,
                 block = shape
                 break
         targets.append(SparseTarget(name, module.weight, block))
+    if not targets:
+        candidates = [f'{n}.weight' for n, m in model.named_modules()
+                      if isinstance(m, _WEIGHTED) and f'{n}.weight'.startswith(prefix)]
+        raise ValueError(
+            f'no parameter matched the sparse-training selection (scope={scope!r}, '
+            f'only_large_kernels={only_large_kernels}, include={include}, exclude={exclude}); '
+            f'{len(candidates)} conv/linear weights are in scope'
+            + (f', e.g. {", ".join(candidates[:4])}' if candidates else '')
+            + '. include/exclude are regular expressions searched in these names.')
     return targets

@@ -6,6 +6,7 @@ official checkpoint containers and refuses checkpoints that do not fit (mmengine
 ``Pretrained`` init loads with ``strict=False`` and would load an official ``{'model': ...}``
 file as nothing but a warning).
 """
+import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from mmengine.logging import MMLogger
@@ -14,8 +15,9 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmlk.ops import switch_to_deploy
-from ..utils.checkpoint import (CheckpointMismatchError, load_checkpoint_file,
-                                load_state_dict_checked, strip_prefix,
+from mmlk.utils.validation import check_range
+from ..utils.checkpoint import (CheckpointMismatchError, CheckpointReadError,
+                                load_checkpoint_file, load_state_dict_checked, strip_prefix,
                                 unwrap_state_dict)
 
 __all__ = ['LargeKernelBackbone']
@@ -34,6 +36,8 @@ class LargeKernelBackbone(BaseModule):
       lack (kept at their initialisation) and which checkpoint tensors have no place here.
     """
 
+    # The tool that turns this family's official checkpoints into mmlk ones (named in errors).
+    converter: Optional[str] = None
     num_stages = 4
 
     def __init__(self, init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
@@ -42,10 +46,13 @@ class LargeKernelBackbone(BaseModule):
 
     # ------------------------------------------------------------------ construction helpers
     def _check_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
+        if isinstance(out_indices, int) and not isinstance(out_indices, bool):
             out_indices = [out_indices]
-        if not isinstance(out_indices, Sequence) or not out_indices:
-            raise TypeError(f'out_indices must be an int or a non-empty sequence, got {out_indices!r}')
+        if not isinstance(out_indices, (list, tuple)) or not out_indices or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in out_indices):
+            raise TypeError(f'out_indices must be an int or a non-empty list/tuple of ints (stage '
+                            f'indices 0..{self.num_stages - 1}, negative allowed), got '
+                            f'{out_indices!r}')
         resolved = []
         for index in out_indices:
             if not -self.num_stages <= index < self.num_stages:
@@ -56,12 +63,16 @@ class LargeKernelBackbone(BaseModule):
         return tuple(sorted(set(resolved)))
 
     @staticmethod
-    def _check_frozen_stages(frozen_stages: int, lowest: int, highest: int) -> int:
-        """``frozen_stages`` if it is in ``[lowest, highest]``, else a ValueError saying so
-        (the convention differs per family: -1 or 0 freezes nothing)."""
-        if not lowest <= frozen_stages <= highest:
-            raise ValueError(f'frozen_stages must be in [{lowest}, {highest}], got {frozen_stages}')
-        return frozen_stages
+    def _check_frozen_stages(frozen_stages: int, highest: int) -> int:
+        """``frozen_stages`` in mmlk's one convention (mmpretrain's ResNet/RepLKNet one, for
+        every backbone): -1 freezes nothing, 0 the stem, n the stem and stages 0..n-1; else a
+        TypeError/ValueError naming the accepted range ``[-1, highest]``."""
+        return check_range(frozen_stages, 'frozen_stages (-1: nothing, 0: the stem, n: the stem '
+                           'and stages 0..n-1)', -1, highest, integer=True)
+
+    @staticmethod
+    def _check_drop_path_rate(rate: float) -> float:
+        return check_range(rate, 'drop_path_rate', 0, 1, high_open=True)
 
     # ------------------------------------------------------------------ train state
     def _freeze_stages(self) -> None:
@@ -87,7 +98,8 @@ class LargeKernelBackbone(BaseModule):
     def init_weights(self) -> None:
         if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
             self.load_pretrained(self.init_cfg['checkpoint'],
-                                 prefix=self.init_cfg.get('prefix', 'backbone.'))
+                                 prefix=self.init_cfg.get('prefix', 'backbone.'),
+                                 ignore_keys=self.init_cfg.get('ignore_keys', ()))
             self._is_init = True
             return
         if self.init_cfg is not None:
@@ -110,14 +122,25 @@ class LargeKernelBackbone(BaseModule):
         """True for checkpoint tensors a backbone has no place for (e.g. a classifier head)."""
         return key.startswith('head.')
 
-    def load_pretrained(self, checkpoint: str, prefix: str = 'backbone.') -> None:
+    def load_pretrained(self, checkpoint: str, prefix: str = 'backbone.',
+                        ignore_keys: Sequence[str] = ()) -> None:
         """Load an official or mmlk checkpoint into this backbone, strictly.
 
         Every backbone tensor must be present with the right shape, except those
-        :meth:`_may_miss` allows; checkpoint tensors :meth:`_may_ignore` names are reported as
-        unused. A shape mismatch (another arch or kernel size) or a missing tensor raises before
-        anything is loaded.
+        :meth:`_may_miss` allows, and every checkpoint tensor must have a place here, except
+        those :meth:`_may_ignore` names (a classifier) and those matching a regular expression
+        of ``ignore_keys`` (``init_cfg=dict(type='Pretrained', ..., ignore_keys=[...])``: the
+        explicit way to drop part of a checkpoint). A shape mismatch (another arch or kernel
+        size), a missing tensor or a left-over one (another arch, e.g. more blocks) raises
+        before anything is loaded.
         """
+        if isinstance(ignore_keys, str):
+            ignore_keys = [ignore_keys]
+        ignore_patterns = [re.compile(p) for p in ignore_keys]
+
+        def may_ignore(key: str) -> bool:
+            return self._may_ignore(key) or any(p.search(key) for p in ignore_patterns)
+
         logger = MMLogger.get_current_instance()
         try:
             loaded = load_checkpoint_file(checkpoint)
@@ -126,12 +149,14 @@ class LargeKernelBackbone(BaseModule):
                 f'{err}. {type(self).__name__} init_cfg asks for pretrained weights: download the '
                 'official ImageNet checkpoint (README, "Model zoo") to that path, or set '
                 'model.backbone.init_cfg=None to train from scratch.') from None
+        except CheckpointReadError as err:
+            raise CheckpointReadError(f'{type(self).__name__} init_cfg: {err}') from None
         state = unwrap_state_dict(loaded)
         state = self.convert_official_keys(strip_prefix(state, prefix))
         logger.info(f'{type(self).__name__}: loading {checkpoint}')
         try:
             load_state_dict_checked(self, state, allowed_missing=self._may_miss,
-                                    ignored_unexpected=self._may_ignore, logger=logger)
+                                    ignored_unexpected=may_ignore, logger=logger)
         except CheckpointMismatchError as err:
             if getattr(self, 'deploy', False):
                 raise CheckpointMismatchError(

@@ -19,6 +19,7 @@ from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
 
 from mmlk.ops import LayerNorm2d
+from mmlk.utils.validation import check_int_sequence
 from .base import LargeKernelBackbone
 
 __all__ = ['ConvNeXtBlock', 'ConvNeXtSkeleton', 'resolve_arch', 'split_kernel_sizes']
@@ -46,8 +47,12 @@ def resolve_arch(arch: Union[str, dict], arch_zoo: Dict[str, dict], required: Se
 def split_kernel_sizes(kernel_size: Sequence[int], num_stages: int,
                        example: str) -> Tuple[List[int], int]:
     """``(M0, ..., M{n-1}, k)`` -> ``([M0, ...], k)``: the long side of each stage's kernel and
-    the shared small side, or a ValueError showing ``example``."""
-    kernel_size = list(kernel_size)
+    the shared small side, or a TypeError/ValueError showing ``example``."""
+    if not isinstance(kernel_size, (list, tuple)):
+        raise TypeError(f'kernel_size must be a list of {num_stages + 1} odd integers: the long '
+                        f'side of each of the {num_stages} stages and the short side, e.g. '
+                        f'{example}; got {kernel_size!r}')
+    kernel_size = check_int_sequence(kernel_size, 'kernel_size')
     if len(kernel_size) != num_stages + 1:
         raise ValueError(f'kernel_size needs the long side of each of the {num_stages} stages '
                          f'and the short side, e.g. {example}; got {kernel_size}')
@@ -141,7 +146,7 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
                  drop_path_rate: float = 0.,
                  layer_scale_init_value: float = 1e-6,
                  out_indices: Union[int, Sequence[int]] = -1,
-                 frozen_stages: int = 0,
+                 frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  gap_before_final_norm: bool = True,
@@ -155,8 +160,9 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
         if any(d < 1 for d in depths) or any(c < 1 for c in dims):
             raise ValueError(f'depths and dims must be positive, got depths={depths}, dims={dims}')
         self.depths, self.dims = depths, dims
+        self._check_drop_path_rate(drop_path_rate)
         self.out_indices = self._check_out_indices(out_indices)
-        self.frozen_stages = self._check_frozen_stages(frozen_stages, 0, self.num_stages)
+        self.frozen_stages = self._check_frozen_stages(frozen_stages, self.num_stages)
         self.norm_eval = norm_eval
         self.gap_before_final_norm = gap_before_final_norm
 
@@ -220,15 +226,24 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
                     outs.append(norm(x))
         return tuple(outs)
 
-    def _freeze_stages(self) -> None:
+    def _frozen_modules(self) -> List[nn.Module]:
+        """mmlk's one ``frozen_stages`` convention: -1 nothing, 0 the stem
+        (``downsample_layers.0``), n the stem and stages 0..n-1 with the downsampling layers
+        and output norms between them."""
+        if self.frozen_stages < 0:
+            return []
+        modules = [self.downsample_layers[0]]
         for i in range(self.frozen_stages):
-            modules = [self.downsample_layers[i], self.stages[i]]
+            modules += [self.downsample_layers[i], self.stages[i]] if i else [self.stages[i]]
             if i in self.out_indices:
                 modules.append(getattr(self, f'norm{i}'))
-            for module in modules:
-                module.eval()
-                for param in module.parameters():
-                    param.requires_grad = False
+        return modules
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
 
     # ------------------------------------------------------------------ layer-wise LR decay
     @property

@@ -46,6 +46,8 @@ class KWBackboneMixin:
     two-phase build, the temperature, warehouse-aware freezing and an init that leaves the
     KW attentions and warehouses as ``allocate`` initialised them."""
 
+    converter = 'tools/model_converters/kw_to_mmlk.py'
+
     warehouse_manager: WarehouseManager
 
     def _build_warehouses(self, temperature: float) -> None:
@@ -220,7 +222,8 @@ class KWResNet(KWBackboneMixin, LargeKernelBackbone):
         budget = resolve_arch(budget, self.budgets[depth], _BUDGET_KEYS, f'KWResNet-{depth} budget')
         self.depth, self.budget = depth, budget
         self.out_indices = self._check_out_indices(out_indices)
-        self.frozen_stages = self._check_frozen_stages(frozen_stages, -1, self.num_stages)
+        self.frozen_stages = self._check_frozen_stages(frozen_stages, self.num_stages)
+        self._check_drop_path_rate(drop_path_rate)
         self.norm_eval = norm_eval
         block, self.stage_blocks = self.arch_settings[depth]
         self.warehouse_manager = WarehouseManager(norm='bn', **budget)
@@ -395,7 +398,7 @@ class KWMobileNetV2(KWBackboneMixin, LargeKernelBackbone):
         if widen_factor <= 0:
             raise ValueError(f'widen_factor must be positive, got {widen_factor}')
         self.out_indices = self._check_out_indices(out_indices)
-        self.frozen_stages = self._check_frozen_stages(frozen_stages, -1, self.num_stages - 1)
+        self.frozen_stages = self._check_frozen_stages(frozen_stages, self.num_stages - 1)
         self.norm_eval = norm_eval
         self.warehouse_manager = WarehouseManager(norm='bn', **budget)
         manager = self.warehouse_manager
@@ -559,14 +562,9 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXtSkeleton):
         return KWConvNeXtBlock(channels, mixer, self.warehouse_manager, stage_index, **kwargs)
 
     def _freeze_stages(self) -> None:
-        if self.frozen_stages <= 0:
-            return
-        modules = []
-        for i in range(self.frozen_stages):
-            modules += [self.downsample_layers[i], self.stages[i]]
-            if i in self.out_indices:
-                modules.append(getattr(self, f'norm{i}'))
-        self._freeze_modules(modules)
+        modules = self._frozen_modules()
+        if modules:
+            self._freeze_modules(modules)
 
     def _default_init(self) -> None:
         def init(module: nn.Module) -> None:

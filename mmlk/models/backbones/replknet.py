@@ -166,6 +166,7 @@ class RepLKNet(LargeKernelBackbone):
             None keeps PyTorch's default initialisation, as the official code does.
     """
 
+    converter = 'tools/model_converters/replknet_to_mmlk.py'
     arch_zoo = {
         '31B': dict(large_kernel_sizes=[31, 29, 27, 13], layers=[2, 2, 18, 2],
                     channels=[128, 256, 512, 1024], small_kernel=5, dw_ratio=1),
@@ -207,7 +208,8 @@ class RepLKNet(LargeKernelBackbone):
             raise ValueError('norm_intermediate_features (a BN on every downstream output) and '
                              'final_norm (the classification BN) exclude each other, as in the '
                              'official code; pick one')
-        self._check_frozen_stages(frozen_stages, -1, self.num_stages)
+        self._check_frozen_stages(frozen_stages, self.num_stages)
+        self._check_drop_path_rate(drop_path_rate)
         self.arch = arch
         self.channels = list(arch['channels'])
         self.layers = list(arch['layers'])

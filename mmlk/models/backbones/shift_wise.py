@@ -34,6 +34,8 @@ class ShiftWiseConvNeXt(SLaK):
     :class:`~mmlk.ops.ShiftWiseLargeKernelConv`).
     """
 
+    converter = 'tools/model_converters/slak_to_mmlk.py --to shiftwise-convnext'
+
     def __init__(self, *args, anchor: str = 'official', impl: str = 'dense', **kwargs) -> None:
         self.anchor, self.impl = anchor, impl
         super().__init__(*args, **kwargs)
@@ -160,6 +162,7 @@ class ShiftWiseNet(ConvNeXtSkeleton):
             ``gap_before_final_norm``, ``init_cfg``).
     """
 
+    converter = 'tools/model_converters/shiftwise_to_mmlk.py'
     arch_zoo = {
         'tiny': dict(depths=[3, 3, 18, 3], dims=[80, 160, 320, 640]),
         'small': dict(depths=[3, 3, 27, 3], dims=[96, 192, 384, 768]),

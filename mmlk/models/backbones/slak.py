@@ -33,6 +33,7 @@ class SLaK(ConvNeXtSkeleton):
             ``layer_scale_init_value``, ``init_cfg`` ...), see :class:`ConvNeXtSkeleton`.
     """
 
+    converter = 'tools/model_converters/slak_to_mmlk.py'
     arch_zoo = {
         'tiny': dict(depths=[3, 3, 9, 3], dims=[96, 192, 384, 768]),
         'small': dict(depths=[3, 3, 27, 3], dims=[96, 192, 384, 768]),

@@ -1,0 +1,133 @@
+"""Checkpoints that are never half-loaded and never half-written.
+
+mmengine's Runner loads ``load_from`` / ``--resume`` / ``tools/test.py`` checkpoints with
+``strict=False``: a checkpoint of another model evaluates a randomly initialised one with a
+warning, an official ``{'model': ...}`` file loads nothing. And its ``CheckpointHook`` writes
+``iter_N.pth`` in place, so a crash during the save leaves a truncated file under a checkpoint
+name. The two hooks here close both holes; mmlk's tools install them in every config.
+"""
+import os.path as osp
+import re
+from typing import Optional, Sequence, Union
+
+from mmengine.dist import is_main_process
+from mmengine.fileio.backends import LocalBackend, register_backend
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.model import is_model_wrapper
+
+from mmlk.models.utils.checkpoint import (CheckpointMismatchError, atomic_write_bytes,
+                                          compare_state_dicts, state_dict_container)
+from mmlk.registry import HOOKS
+from mmlk.utils.validation import as_patterns
+
+__all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'StrictLoadHook', 'checkpoint_being_loaded']
+
+ATOMIC_BACKEND = 'mmlk_atomic_local'
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend with atomic ``put``/``put_text``: write a temporary file in
+    the same directory, fsync, rename (:func:`mmlk.models.utils.atomic_write_bytes`)."""
+
+    def put(self, obj: bytes, filepath) -> None:
+        atomic_write_bytes(obj, str(filepath))
+
+    def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+        atomic_write_bytes(obj.encode(encoding), str(filepath))
+
+
+register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` (same arguments, same files) whose checkpoints, best
+    checkpoints and ``last_checkpoint`` pointer are written atomically when they go to a local
+    directory: a crash or ``kill -9`` during a save leaves the previous checkpoint and pointer
+    intact and never a partial file under a checkpoint name. Remote ``out_dir`` (``s3://``...)
+    and explicit ``backend_args`` are left to their own backends.
+    """
+
+    def before_train(self, runner) -> None:
+        out_dir = self.out_dir if self.out_dir is not None else runner.work_dir
+        if (self.backend_args is None and self.file_client_args is None
+                and '://' not in str(out_dir)):
+            self.backend_args = dict(backend=ATOMIC_BACKEND)
+        super().before_train(runner)
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        super()._save_checkpoint_with_step(runner, step, meta)
+        # mmengine rewrote the pointer in place; make the final content land atomically (a
+        # reader that finds it broken falls back to the newest readable checkpoint anyway:
+        # mmlk.utils.resolve_resume_checkpoint).
+        if is_main_process():
+            atomic_write_bytes(str(self.last_ckpt).encode(),
+                               osp.join(runner.work_dir, 'last_checkpoint'))
+
+
+def checkpoint_being_loaded(runner) -> str:
+    """The file the Runner is loading: the resume target, else ``load_from``."""
+    from mmengine.runner import find_latest_checkpoint
+    if runner._resume and runner._load_from is None:
+        return str(find_latest_checkpoint(runner.work_dir))
+    return str(runner._load_from)
+
+
+@HOOKS.register_module()
+class StrictLoadHook(Hook):
+    """Refuse a ``load_from``/``--resume``/test checkpoint that does not fit the model.
+
+    Runs on the loaded checkpoint before the Runner copies it into the model: every model
+    tensor must be in ``checkpoint['state_dict']`` with the same shape, and every checkpoint
+    tensor must have a place in the model, except those matching a regular expression of
+    ``ignore_keys`` (the explicit partial load). Otherwise the run stops with the key/shape
+    report, naming the file; an official training-script file (``{'model': ...}``) is told
+    which converter to run.
+
+    Args:
+        ignore_keys: regular expressions of checkpoint keys to leave out of the check (they
+            are then loaded where they fit and dropped where they do not, as mmengine does).
+        allow_missing: regular expressions of model keys the checkpoint may lack (they keep
+            their initialisation).
+    """
+
+    priority = 'HIGHEST'
+
+    def __init__(self, ignore_keys: Union[str, Sequence[str]] = (),
+                 allow_missing: Union[str, Sequence[str]] = ()) -> None:
+        self.ignore_keys = [re.compile(p) for p in as_patterns(ignore_keys, 'ignore_keys')]
+        self.allow_missing = [re.compile(p) for p in as_patterns(allow_missing, 'allow_missing')]
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        path = checkpoint_being_loaded(runner)
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if not isinstance(checkpoint.get('state_dict'), dict):
+            raise CheckpointMismatchError(
+                f'{path} is not an mmengine checkpoint (it has no state_dict; top-level keys: '
+                f'{sorted(checkpoint)[:8]}).' + self._conversion_hint(model, checkpoint))
+        state = checkpoint['state_dict']
+        if state and all(k.startswith('module.') for k in state):
+            state = {k[len('module.'):]: v for k, v in state.items()}
+        try:
+            compare_state_dicts(
+                model.state_dict(), state,
+                allowed_missing=lambda k: any(p.search(k) for p in self.allow_missing),
+                ignored_unexpected=lambda k: any(p.search(k) for p in self.ignore_keys))
+        except CheckpointMismatchError as err:
+            raise CheckpointMismatchError(
+                f'{path} does not fit the model of this config; nothing was loaded.\n{err}\n'
+                'To load only what fits, pass --non-strict to the tool (or set strict_load = '
+                'False in the config, or list keys in StrictLoadHook(ignore_keys=...)).',
+                num_problems=err.num_problems) from None
+
+    @staticmethod
+    def _conversion_hint(model, checkpoint: dict) -> str:
+        converter: Optional[str] = getattr(getattr(model, 'backbone', None), 'converter', None)
+        if state_dict_container(checkpoint) is None and not any(
+                hasattr(v, 'shape') for v in checkpoint.values()):
+            return ''
+        if converter:
+            return (f' It looks like an official checkpoint: convert it first with python '
+                    f'{converter} SRC DST.')
+        return ' It looks like an official checkpoint: convert it with tools/model_converters/.'
+

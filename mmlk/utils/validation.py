@@ -1,0 +1,48 @@
+"""Option checks with messages that say what was given and what is accepted."""
+import numbers
+from typing import List, Optional, Sequence, Union
+
+__all__ = ['as_patterns', 'check_range', 'check_int_sequence']
+
+
+def as_patterns(value: Union[None, str, Sequence[str]], name: str) -> List[str]:
+    """A list of regular expressions from None, one string (one pattern, never iterated
+    character by character) or a list/tuple of strings; anything else is a TypeError."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(p, str) for p in value):
+        return list(value)
+    raise TypeError(f'{name} must be a regular expression or a list of them, got {value!r} '
+                    f'({type(value).__name__})')
+
+
+def check_range(value, name: str, low: Optional[float] = None, high: Optional[float] = None,
+                low_open: bool = False, high_open: bool = False, integer: bool = False):
+    """``value`` if it is a number (an int when ``integer``) inside the interval, else a
+    TypeError/ValueError naming the accepted interval."""
+    kind = 'an integer' if integer else 'a number'
+    interval = (('(' if low_open else '[') + ('-inf' if low is None else f'{low}') + ', '
+                + ('inf' if high is None else f'{high}') + (')' if high_open else ']'))
+    valid_type = isinstance(value, numbers.Integral if integer else numbers.Real) and \
+        not isinstance(value, bool)
+    if not valid_type:
+        raise TypeError(f'{name} must be {kind} in {interval}, got {value!r} '
+                        f'({type(value).__name__})')
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if below or above:
+        raise ValueError(f'{name} must be in {interval}, got {value}')
+    return value
+
+
+def check_int_sequence(value, name: str, length: Optional[int] = None) -> List[int]:
+    """A list of ints from a list/tuple of ints (of ``length`` entries when given)."""
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        what = f'a list of {length} integers' if length else 'a list of integers'
+        raise TypeError(f'{name} must be {what}, got {value!r} ({type(value).__name__})')
+    if length is not None and len(value) != length:
+        raise ValueError(f'{name} must have {length} entries, got {len(value)}: {list(value)}')
+    return [int(v) for v in value]
