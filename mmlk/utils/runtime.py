@@ -99,13 +99,18 @@ def resolve_resume_checkpoint(work_dir: str) -> Optional[str]:
 def user_errors_as_messages():
     """Turn the errors a user can fix (a checkpoint or dataset that is missing, truncated or
     does not fit, a bad data file) into one ``error: ...`` line and exit code 1, instead of a
-    traceback from deep inside the Runner."""
+    traceback from deep inside the Runner; data samples that fail name their files
+    (:func:`mmlk.datasets.checks.install_sample_error_reports`)."""
+    from mmlk.datasets.checks import DataSampleError, install_sample_error_reports
     from mmlk.models.utils import CheckpointMismatchError, CheckpointReadError
+    install_sample_error_reports()
     try:
         yield
-    except (CheckpointMismatchError, CheckpointReadError, DatasetNotFoundError,
+    except (CheckpointMismatchError, CheckpointReadError, DataSampleError, DatasetNotFoundError,
             FileNotFoundError) as err:
-        raise SystemExit(f'error: {err}') from None
+        hint = ('\n(python tools/check_dataset.py CONFIG lists every such sample)'
+                if isinstance(err, DataSampleError) else '')
+        raise SystemExit(f'error: {err}{hint}') from None
 
 
 def setup_torch_load() -> None:
@@ -163,15 +168,15 @@ _DATA_HELP = {
 }
 
 
-def _datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
+def leaf_datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
     """Every leaf dataset config inside wrappers (ConcatDataset, RepeatDataset, ...)."""
     if not isinstance(cfg, dict):
         return
     if 'datasets' in cfg:
         for sub in cfg['datasets']:
-            yield from _datasets(sub)
+            yield from leaf_datasets(sub)
     elif 'dataset' in cfg:
-        yield from _datasets(cfg['dataset'])
+        yield from leaf_datasets(cfg['dataset'])
     else:
         yield cfg
 
@@ -203,7 +208,7 @@ def check_dataset_paths(cfg: Config, loaders: Tuple[str, ...] = ('train_dataload
         loader_cfg = cfg.get(loader)
         if not loader_cfg or 'dataset' not in loader_cfg:
             continue
-        for dataset in _datasets(loader_cfg['dataset']):
+        for dataset in leaf_datasets(loader_cfg['dataset']):
             missing = [p for p in _expected_paths(dataset) if not osp.exists(p)]
             if not missing:
                 continue
