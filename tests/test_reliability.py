@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections import OrderedDict
 
@@ -121,7 +122,7 @@ def official_tiny_and_small(tmp_path_factory):
     stage-2 blocks reuse SLaK-T's tensors, so the file stays small)."""
     root = tmp_path_factory.mktemp('official')
     tiny = SLaK('tiny', out_indices=(3, ), gap_before_final_norm=True)
-    state = OrderedDict(('norm.' + k[6:]) if k.startswith('norm3.') else k, v)
+    state = OrderedDict((('norm.' + k[6:]) if k.startswith('norm3.') else k, v)
                         for k, v in tiny.state_dict().items())
     state['head.weight'], state['head.bias'] = torch.randn(1000, 998), torch.randn(1000)
     small = OrderedDict(state)
@@ -140,7 +141,7 @@ def test_converter_refuses_small_as_tiny_and_infers_the_arch(tmp_path, official_
     refused = run_tool('tools/model_converters/slak_to_mmlk.py', src, str(tmp_path / 'o.pth'),
                        '--arch', 'tiny', check=False)
     assert refused.returncode != 0
-    assert '54 checkpoint key(s) have no place' in refused.stderr  # 18 blocks x 3 shown-tensors
+    assert '450 checkpoint key(s) have no place' in refused.stderr  # 18 blocks x 25 tensors
     assert 'The checkpoint fits --arch small.' in refused.stderr
     assert not (tmp_path / 'o.pth').exists()
     dst = tmp_path / 'small.pth'
@@ -311,7 +312,7 @@ custom_hooks = [
 
 
 def test_iteration_based_resume_is_bitwise(tmp_path, demo_data):
-    cfg = tiny_seg_config(tmp_path, demo_data['ade20k'], extra='''
+    cfg = tiny_seg_config(tmp_path, demo_data['ade20k'], extra=textwrap.dedent('''
         model = dict(backbone=dict(drop_path_rate=0.3))
         train_pipeline = [
             dict(type='LoadImageFromFile'),
@@ -325,7 +326,7 @@ def test_iteration_based_resume_is_bitwise(tmp_path, demo_data):
         train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
         train_cfg = dict(max_iters=4, val_interval=2)
         default_hooks = dict(checkpoint=dict(interval=2))
-        ''' + SPARSE_EMA.replace("scope='model'", "scope='backbone'"))
+        ''') + SPARSE_EMA.replace("scope='model'", "scope='backbone'"))
     a, _ = resume_matches_uninterrupted(tmp_path, cfg, 'iter_2.pth', 'iter_4.pth')
     assert a['meta']['iter'] == 4
 

@@ -13,7 +13,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmlk.models.utils import check_checkpoint_file  # noqa: E402
 from mmlk.utils import (add_runner_args, check_dataset_paths,  # noqa: E402
                         install_safety_hooks, load_config, setup_torch_load)
-from mmlk.utils.runtime import user_errors_as_messages  # noqa: E402
+from mmlk.utils import user_errors_as_messages  # noqa: E402
 
 setup_torch_load()
 

@@ -12,10 +12,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmlk.utils import (DatasetNotFoundError, add_runner_args,  # noqa: E402
                         check_dataset_paths, install_safety_hooks, load_config,
                         prepare_optim_wrapper_for_device, resolve_resume_checkpoint,
-                        setup_torch_load)
+                        setup_torch_load, use_seed_of_checkpoint)
 
 from mmlk.models.utils import check_checkpoint_file  # noqa: E402
-from mmlk.utils.runtime import user_errors_as_messages  # noqa: E402
+from mmlk.utils import user_errors_as_messages  # noqa: E402
 
 setup_torch_load()
 
@@ -58,6 +58,9 @@ def build_cfg(args: argparse.Namespace) -> Config:
             cfg.resume, cfg.load_from = True, path
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    if cfg.get('resume') and cfg.get('load_from'):
+        with user_errors_as_messages():
+            use_seed_of_checkpoint(cfg, cfg.load_from)
     install_safety_hooks(cfg, strict=not args.non_strict, train=True)
     return cfg
 

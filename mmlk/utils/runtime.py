@@ -11,7 +11,7 @@ from mmengine.logging import print_log
 __all__ = [
     'DatasetNotFoundError', 'add_runner_args', 'check_dataset_paths', 'install_safety_hooks',
     'load_config', 'prepare_optim_wrapper_for_device', 'resolve_resume_checkpoint',
-    'setup_torch_load'
+    'setup_torch_load', 'use_seed_of_checkpoint', 'user_errors_as_messages'
 ]
 
 
@@ -111,6 +111,32 @@ def user_errors_as_messages():
         hint = ('\n(python tools/check_dataset.py CONFIG lists every such sample)'
                 if isinstance(err, DataSampleError) else '')
         raise SystemExit(f'error: {err}{hint}') from None
+
+
+def use_seed_of_checkpoint(cfg: Config, path: str) -> None:
+    """Resume with the seed the checkpoint was trained with (``randomness.seed``).
+
+    mmengine builds the data samplers (their shuffling seed) and the workers' ``worker_init_fn``
+    from the run's seed *before* it reads the checkpoint; without a fixed seed in the config
+    every run draws a new one, so a resumed run shuffles its data differently. Setting the seed
+    before the Runner exists is what makes ``--resume`` exact (with ``mmlk.RNGStateHook``).
+    Reads only the checkpoint's metadata (memory-mapped, tensors untouched).
+    """
+    import torch
+    from mmlk.models.utils import check_checkpoint_file
+    check_checkpoint_file(path)
+    try:
+        meta = torch.load(path, map_location='cpu', mmap=True, weights_only=False).get('meta', {})
+    except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
+        meta = torch.load(path, map_location='cpu', weights_only=False).get('meta', {})
+    seed = meta.get('seed') if isinstance(meta, dict) else None
+    if seed is None:
+        return
+    randomness = cfg.get('randomness') or {}
+    if randomness.get('seed') not in (None, seed):
+        print_log(f'resuming with the seed of {path} ({seed}), not the config\'s '
+                  f'randomness.seed={randomness["seed"]}', logger='current', level=30)
+    cfg.randomness = dict(randomness, seed=seed)
 
 
 def setup_torch_load() -> None:
