@@ -184,9 +184,6 @@ def test_atomic_write_never_exposes_a_partial_file(tmp_path):
     path = tmp_path / 'ckpt.pth'
     atomic_write_bytes(b'old', str(path))
 
-    class Boom(bytes):
-        pass
-
     with pytest.raises(TypeError):
         atomic_write_bytes(object(), str(path))  # fails mid-write
     assert path.read_bytes() == b'old'

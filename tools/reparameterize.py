@@ -13,7 +13,6 @@ that inherits CONFIG, builds the backbone with ``deploy=True`` and loads ``OUT.p
 ``python tools/test.py OUT.py`` evaluates the deployed model.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -30,8 +29,9 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
 import mmlk  # noqa: E402,F401  (registers the backbones)
-from mmlk.models.utils import (CheckpointMismatchError, load_checkpoint_file,  # noqa: E402
-                               load_state_dict_checked, unwrap_state_dict)
+from mmlk.models.utils import (CheckpointMismatchError, CheckpointReadError,  # noqa: E402
+                               load_checkpoint_file, load_state_dict_checked,
+                               save_checkpoint_file, unwrap_state_dict)
 from mmlk.ops import switch_to_deploy  # noqa: E402
 
 
@@ -82,6 +82,8 @@ def main() -> None:
         load_state_dict_checked(model, unwrap_state_dict(load_checkpoint_file(args.checkpoint)))
     except (CheckpointMismatchError, FileNotFoundError) as err:
         raise SystemExit(f'error: {args.checkpoint} does not fit {args.config}:\n{err}')
+    except CheckpointReadError as err:
+        raise SystemExit(f'error: {err}')
     if getattr(backbone, 'deploy', False):
         raise SystemExit(f'error: {args.checkpoint} is already in deploy form')
 
@@ -100,9 +102,8 @@ def main() -> None:
                          f'{args.tol}; nothing written')
     model.float()
 
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     meta = dict(reparameterized_from=osp.abspath(args.checkpoint), config=osp.abspath(args.config))
-    torch.save(dict(state_dict=model.state_dict(), meta=meta), args.out)
+    save_checkpoint_file(dict(state_dict=model.state_dict(), meta=meta), args.out)
     out_config = args.out_config or osp.splitext(args.out)[0] + '.py'
     with open(out_config, 'w') as f:
         f.write(f'# Deploy form of {osp.basename(args.config)}, written by tools/reparameterize.py\n'

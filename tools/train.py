@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mmlk.utils import (DatasetNotFoundError, add_runner_args,  # noqa: E402
+from mmlk.utils import (add_runner_args,  # noqa: E402
                         check_dataset_paths, install_safety_hooks, load_config,
                         prepare_optim_wrapper_for_device, resolve_resume_checkpoint,
                         setup_torch_load, use_seed_of_checkpoint)

@@ -124,8 +124,9 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
         drop_path_rate: stochastic depth at the last block; linear from 0 over all blocks.
         layer_scale_init_value: initial layer scale; <= 0 disables it.
         out_indices: stages whose outputs are returned (negative indices allowed).
-        frozen_stages: stages 0..frozen_stages-1 (with their downsampling layers and output
-            norms) are set to eval mode and get no gradients; 0 freezes nothing.
+        frozen_stages: mmlk's one convention: -1 nothing, 0 the stem (``downsample_layers.0``),
+            n the stem and stages 0..n-1 with their downsampling layers and output norms, set
+            to eval mode without gradients.
         norm_eval: keep every BatchNorm in eval mode during training (frozen statistics).
         with_cp: gradient checkpointing in every block.
         gap_before_final_norm: global-average-pool each output before its norm and return
