@@ -96,12 +96,10 @@ class DatasetReport:
         lines = [f'{self.name}: {self.num_samples} samples, {len(self.bad_samples)} unusable'
                  + (f', {len(self.degenerate_boxes)} of {self.num_boxes} boxes degenerate '
                     '(zero or negative width/height)' if self.num_boxes else '')]
-        lines += [f'  {line}' for line in self.bad_samples[:20]]
-        if len(self.bad_samples) > 20:
-            lines.append(f'  ... (+{len(self.bad_samples) - 20} more)')
-        lines += [f'  {line}' for line in self.degenerate_boxes[:20]]
-        if len(self.degenerate_boxes) > 20:
-            lines.append(f'  ... (+{len(self.degenerate_boxes) - 20} more)')
+        for found in (self.bad_samples, self.degenerate_boxes):
+            lines += [f'  {line}' for line in found[:20]]
+            if len(found) > 20:
+                lines.append(f'  ... (+{len(found) - 20} more)')
         return '\n'.join(lines)
 
 

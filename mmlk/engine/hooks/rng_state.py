@@ -49,8 +49,8 @@ class _RestoreBeforeNextBatch:
         if self._skip == 0:
             restore_rng_state(self._state)
             self._loop.dataloader_iterator = self._iterator  # done: unwrap
-            return next(self._iterator)
-        self._skip -= 1
+        else:
+            self._skip -= 1
         return next(self._iterator)
 
 
