@@ -8,6 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+from mmengine.utils import import_modules_from_strings
 
 from conftest import CONFIGS, tiny_model_overrides
 
@@ -85,6 +86,8 @@ def test_entry_point_equals_its_target(config):
 def test_config_builds_and_trains_one_step(config):
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     scope = cfg.default_scope
+    if cfg.get('custom_imports'):  # as the Runner does
+        import_modules_from_strings(**cfg.custom_imports)
     dims = tiny_model_overrides(cfg)
     init_default_scope(scope)
     if scope == 'mmseg':

@@ -6,6 +6,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from mmengine.utils import import_modules_from_strings
 
 from conftest import CONFIGS, REPO, run_tool
 from test_configs import ALIASES
@@ -59,6 +60,8 @@ def test_metafile_entries_are_complete():
 def test_metafile_config_builds_at_full_size(model):
     """Built on the meta device (no memory, no init); classifiers must have the listed size."""
     cfg = Config.fromfile(osp.join(REPO, model['Config']))
+    if cfg.get('custom_imports'):  # as the Runner does
+        import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.default_scope)
     registry = __import__(f'{cfg.default_scope}.registry', fromlist=['MODELS']).MODELS
     cfg.model.backbone.init_cfg = None

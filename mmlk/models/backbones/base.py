@@ -97,9 +97,10 @@ class LargeKernelBackbone(BaseModule):
     # ------------------------------------------------------------------ initialisation
     def init_weights(self) -> None:
         if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
-            self.load_pretrained(self.init_cfg['checkpoint'],
-                                 prefix=self.init_cfg.get('prefix', 'backbone.'),
-                                 ignore_keys=self.init_cfg.get('ignore_keys', ()))
+            self.load_pretrained(
+                self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix', 'backbone.'),
+                ignore_keys=self.init_cfg.get('ignore_keys', ()),
+                load_classification_norm=self.init_cfg.get('load_classification_norm', False))
             self._is_init = True
             return
         if self.init_cfg is not None:
@@ -122,8 +123,16 @@ class LargeKernelBackbone(BaseModule):
         """True for checkpoint tensors a backbone has no place for (e.g. a classifier head)."""
         return key.startswith('head.')
 
+    def _classification_norm_prefix(self) -> Optional[str]:
+        """Where an mmlk/mmpretrain *classification* checkpoint keeps its final norm (the one
+        applied before the classifier) when this backbone is a dense-prediction one whose
+        module of that name is an output norm the official downstream code creates fresh;
+        None when the name means the same in both (e.g. a classification backbone)."""
+        return None
+
     def load_pretrained(self, checkpoint: str, prefix: str = 'backbone.',
-                        ignore_keys: Sequence[str] = ()) -> None:
+                        ignore_keys: Sequence[str] = (),
+                        load_classification_norm: bool = False) -> None:
         """Load an official or mmlk checkpoint into this backbone, strictly.
 
         Every backbone tensor must be present with the right shape, except those
@@ -133,6 +142,16 @@ class LargeKernelBackbone(BaseModule):
         explicit way to drop part of a checkpoint). A shape mismatch (another arch or kernel
         size), a missing tensor or a left-over one (another arch, e.g. more blocks) raises
         before anything is loaded.
+
+        A classification checkpoint (one with a ``head.*`` classifier) holds the final norm of
+        the classifier, which an mmlk/mmpretrain classification backbone stores under the name
+        of the last output norm (``norm3`` for ConvNeXt-style nets, ``stages.3.norm`` for
+        RepLKNet). The official downstream backbones of SLaK, shift-wise, KernelWarehouse and
+        RepLKNet never load it: their output norms start at weight 1, bias 0 (the official
+        file calls it ``norm``, which they drop). So it is dropped here too, with a log line,
+        whether the file is official or converted; ``load_classification_norm=True`` (in
+        ``init_cfg``) loads it into that output norm instead, mmpretrain -> mmdet/mmseg's
+        convention.
         """
         if isinstance(ignore_keys, str):
             ignore_keys = [ignore_keys]
@@ -152,8 +171,19 @@ class LargeKernelBackbone(BaseModule):
         except CheckpointReadError as err:
             raise CheckpointReadError(f'{type(self).__name__} init_cfg: {err}') from None
         state = unwrap_state_dict(loaded)
+        classification = any(k.startswith('head.') for k in state)
         state = self.convert_official_keys(strip_prefix(state, prefix))
         logger.info(f'{type(self).__name__}: loading {checkpoint}')
+        norm_prefix = self._classification_norm_prefix()
+        if classification and norm_prefix and not load_classification_norm:
+            dropped = [k for k in state if k.startswith(norm_prefix)]
+            if dropped:
+                state = {k: v for k, v in state.items() if not k.startswith(norm_prefix)}
+                logger.info(
+                    f'{type(self).__name__}: {norm_prefix}* of this classification checkpoint is '
+                    "the classifier's final norm: not loaded into the output norm, which starts "
+                    'at weight 1, bias 0 as in the official downstream backbones '
+                    '(init_cfg.load_classification_norm=True loads it)')
         try:
             load_state_dict_checked(self, state, allowed_missing=self._may_miss,
                                     ignored_unexpected=may_ignore, logger=logger)

@@ -309,6 +309,10 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
                           for k, v in state_dict.items()}
         return state_dict
 
+    def _classification_norm_prefix(self) -> Optional[str]:
+        # A classification backbone's norm3 is the pooled final norm; a dense one's is C5's.
+        return None if self.gap_before_final_norm else 'norm3.'
+
     def _may_miss(self, key: str) -> bool:
         # An ImageNet checkpoint has no output norms for detection/segmentation outputs.
         return re.match(r'norm\d\.', key) is not None

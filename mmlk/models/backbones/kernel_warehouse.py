@@ -15,9 +15,12 @@ official groups and warehouse order (``warehouse_manager.weights.i``):
   warehouse (``pwconv1`` and ``pwconv2`` together).
 
 Freezing with shared warehouses: ``frozen_stages`` freezes the listed stages' norms, attentions
-and plain convs; a warehouse is frozen only when *every* layer mixing from it is frozen. With
-the hand-over, warehouse s also serves stage s + 1's first block, so the kernels of a frozen
-stage can still change through it while stage s + 1 trains (upstream behaves the same).
+and plain convs. The warehouses belong to the manager, not to any stage, so the official
+detection backbones never freeze them: every warehouse keeps training and its frozen layers'
+kernels change with it (``freeze_warehouses=False``, used by the configs that reproduce the
+paper). mmlk's rule (``freeze_warehouses=True``, the backbones' default) also freezes a
+warehouse when *every* layer mixing from it is frozen; with the hand-over, warehouse s still
+serves stage s + 1's first block, so it trains while stage s + 1 does.
 """
 import re
 from typing import Dict, Hashable, List, Optional, Sequence, Tuple, Union
@@ -63,12 +66,16 @@ class KWBackboneMixin:
     def warehouse_table(self) -> List[dict]:
         return self.warehouse_manager.warehouse_table
 
+    freeze_warehouses: bool = True
+
     def _freeze_modules(self, modules: Sequence[nn.Module]) -> None:
         for module in modules:
             module.eval()
             for param in module.parameters():
                 param.requires_grad = False
-        # A warehouse stops training only when no trainable layer mixes from it.
+        if not self.freeze_warehouses:
+            return  # the official rule: the manager's warehouses always train
+        # mmlk's rule: a warehouse stops training only when no trainable layer mixes from it.
         trainable = set()
         for layer in self.modules():
             if isinstance(layer, KWConvNd) and layer.attention is not None and any(
@@ -177,6 +184,9 @@ class KWResNet(KWBackboneMixin, LargeKernelBackbone):
         drop_path_rate: stochastic depth of every block (uniform, as upstream).
         out_indices: stages returned (0..3).
         frozen_stages: -1 nothing, 0 the stem, n the stem and stages 0..n-1 (mmpretrain's).
+        freeze_warehouses: True (mmlk): ``frozen_stages`` also freezes a warehouse whose every
+            layer is frozen; False (the official detection backbones): warehouses, held by
+            the manager outside the frozen modules, always train.
         norm_eval: BatchNorms (the attentions' BatchNorm1d too) stay in eval mode.
         norm_cfg: the blocks' norm (the attentions always use BatchNorm1d).
         with_cp: gradient checkpointing of each block's residual branch.
@@ -210,12 +220,14 @@ class KWResNet(KWBackboneMixin, LargeKernelBackbone):
                  drop_path_rate: float = 0.,
                  out_indices: Sequence[int] = (3, ),
                  frozen_stages: int = -1,
+                 freeze_warehouses: bool = True,
                  norm_eval: bool = False,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  with_cp: bool = False,
                  temperature: float = 0.0,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.freeze_warehouses = bool(freeze_warehouses)
         if depth not in self.arch_settings:
             raise ValueError(f'KWResNet depth must be one of {sorted(self.arch_settings)}, got '
                              f'{depth!r}')
@@ -358,7 +370,7 @@ class KWMobileNetV2(KWBackboneMixin, LargeKernelBackbone):
             16/24/32/96/1280 at 1.0x); the official detector uses ``(1, 2, 3, 4)``.
         frozen_stages: -1 nothing, k >= 0 stages 0..k (``features`` up to index 1, 3, 6, 13, 18),
             the official detector's convention: its ``frozen_stages=1`` freezes ``features[:4]``.
-        norm_eval, norm_cfg, with_cp, temperature: as :class:`KWResNet`.
+        freeze_warehouses, norm_eval, norm_cfg, with_cp, temperature: as :class:`KWResNet`.
     """
 
     settings = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1],
@@ -382,12 +394,14 @@ class KWMobileNetV2(KWBackboneMixin, LargeKernelBackbone):
                  in_channels: int = 3,
                  out_indices: Sequence[int] = (4, ),
                  frozen_stages: int = -1,
+                 freeze_warehouses: bool = True,
                  norm_eval: bool = False,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  with_cp: bool = False,
                  temperature: float = 0.0,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.freeze_warehouses = bool(freeze_warehouses)
         budget = resolve_arch(budget, self.budgets, ('cell_num_ratio', 'sharing'),
                               'KWMobileNetV2 budget')
         sharing = budget.pop('sharing')
@@ -508,6 +522,7 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXtSkeleton):
         budget: ``'1x'`` (released) or a dict with ``cell_num_ratio`` (and cell ratios).
         kernel_size: the depth-wise kernel (7).
         temperature: the initial tau (see :class:`KWResNet`).
+        freeze_warehouses: see :class:`KWResNet`.
         **kwargs: the shared ConvNeXt arguments (``out_indices``, ``drop_path_rate``,
             ``frozen_stages``, ``norm_eval``, ``with_cp``, ``gap_before_final_norm``,
             ``layer_scale_init_value``, ``init_cfg`` ...), see :class:`ConvNeXtSkeleton`.
@@ -524,7 +539,9 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXtSkeleton):
                  budget: Union[str, dict] = '1x',
                  kernel_size: int = 7,
                  temperature: float = 0.0,
+                 freeze_warehouses: bool = True,
                  **kwargs) -> None:
+        self.freeze_warehouses = bool(freeze_warehouses)
         arch = resolve_arch(arch, self.arch_zoo, ('depths', 'dims'), 'KWConvNeXt')
         self._budget = resolve_arch(budget, self.budgets, _BUDGET_KEYS, 'KWConvNeXt budget')
         if kernel_size % 2 == 0 or kernel_size < 1:

@@ -334,6 +334,10 @@ class RepLKNet(LargeKernelBackbone):
             state_dict = fold_conv_bn_state(state_dict)
         return state_dict
 
+    def _classification_norm_prefix(self) -> Optional[str]:
+        # With final_norm, stages.3.norm is the classification BN; otherwise an output norm.
+        return None if self.final_norm else 'stages.3.norm.'
+
     def _may_miss(self, key: str) -> bool:
         # Intermediate output norms (XL downstream) are new when starting from ImageNet weights.
         match = re.match(r'stages\.(\d)\.norm\.', key)

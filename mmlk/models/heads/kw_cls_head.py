@@ -13,8 +13,10 @@ __all__ = ['KWLinearClsHead']
 @MODELS.register_module()
 class KWLinearClsHead(ClsHead):
     """mmpretrain ``LinearClsHead`` whose linear layer is a KW linear (a 1x1 KW conv) with a
-    warehouse of its own, as the official KW-MobileNetV2 1/2x classifier (dropout 0.1, cells of
-    ``C_out x int(0.025 * C_in)`` channels, ``n = M / 2``, attention reduction 1/32).
+    warehouse of its own, as the official KW-MobileNetV2 1/2x classifier (cells of
+    ``C_out x int(0.025 * C_in)`` channels, ``n = M / 2``, attention reduction 1/32). Dropout
+    defaults to 0 as in the official runs: the model file's own default is 0.1, but
+    ``main.py`` passes ``--dropout`` (default 0) and the 1/2x JSON configs do not set it.
 
     The official classifier is alone in its warehouse, so a separate manager is the same model;
     :file:`tools/model_converters/kw_to_mmlk.py` maps ``classifier.1.conv.*`` and its warehouse
@@ -28,7 +30,7 @@ class KWLinearClsHead(ClsHead):
                  cell_inplane_ratio: float = 0.025,
                  cell_outplane_ratio: float = 1.0,
                  reduction: float = 1 / 32,
-                 dropout: float = 0.1,
+                 dropout: float = 0.0,
                  temperature: float = 0.0,
                  init_cfg: Optional[dict] = None,
                  **kwargs) -> None:
