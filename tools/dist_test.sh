@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Distributed testing with torchrun. Usage: tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args...]
+# Distributed testing with torchrun (GPUs: NCCL; CPUs: gloo, GPUS = number of processes).
+#
+#   tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args...]
+#
+# NNODES, NODE_RANK, MASTER_ADDR and PORT as for tools/dist_train.sh; PYTHON the interpreter.
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
+PORT=${PORT:-${MASTER_PORT:-29500}}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
 
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-torchrun --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" --master_port="$PORT" \
+"$PYTHON" -m torch.distributed.run --nnodes="$NNODES" --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" --nproc_per_node="$GPUS" --master_port="$PORT" \
     "$(dirname "$0")/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"

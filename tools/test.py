@@ -14,10 +14,12 @@ from mmlk.models.utils import check_checkpoint_file  # noqa: E402
 from mmlk.utils import (add_runner_args, check_dataset_paths,  # noqa: E402
                         install_safety_hooks, load_config, setup_torch_load)
 from mmlk.utils import user_errors_as_messages  # noqa: E402
+from mmlk.utils.distributed import setup_distributed  # noqa: E402
 
 setup_torch_load()
 
 from mmengine.config import Config, ConfigDict  # noqa: E402
+from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
@@ -112,6 +114,7 @@ def main() -> None:
     if args.out:
         _dump(cfg, scope, args.out)
     with user_errors_as_messages():
+        setup_distributed(cfg)  # gloo without CUDA; NCCL through mmengine with it
         if args.checkpoint is not None:
             check_checkpoint_file(args.checkpoint)
         check_dataset_paths(cfg, ('test_dataloader', ))
@@ -122,6 +125,8 @@ def main() -> None:
             model = runner.model.module if is_model_wrapper(runner.model) else runner.model
             model.init_weights()
         metrics = runner.test()
+    if not is_main_process():  # every rank has the metrics; rank 0 writes them
+        return
     path = osp.join(runner.work_dir, 'metrics.json')
     with open(path, 'w') as f:
         json.dump({k: _to_json(v) for k, v in metrics.items()}, f, indent=2)

@@ -16,6 +16,7 @@ from mmlk.utils import (add_runner_args,  # noqa: E402
 
 from mmlk.models.utils import check_checkpoint_file  # noqa: E402
 from mmlk.utils import user_errors_as_messages  # noqa: E402
+from mmlk.utils.distributed import setup_distributed  # noqa: E402
 
 setup_torch_load()
 
@@ -69,6 +70,7 @@ def main() -> None:
     args = parse_args()
     cfg = build_cfg(args)
     with user_errors_as_messages():
+        setup_distributed(cfg)  # gloo without CUDA; NCCL through mmengine with it
         check_dataset_paths(cfg, ('train_dataloader', 'val_dataloader'))
         if cfg.get('load_from'):
             check_checkpoint_file(cfg.load_from)

@@ -103,11 +103,12 @@ def user_errors_as_messages():
     (:func:`mmlk.datasets.checks.install_sample_error_reports`)."""
     from mmlk.datasets.checks import DataSampleError, install_sample_error_reports
     from mmlk.models.utils import CheckpointMismatchError, CheckpointReadError
+    from .distributed import LauncherEnvironmentError
     install_sample_error_reports()
     try:
         yield
     except (CheckpointMismatchError, CheckpointReadError, DataSampleError, DatasetNotFoundError,
-            FileNotFoundError) as err:
+            FileNotFoundError, LauncherEnvironmentError) as err:
         hint = ('\n(python tools/check_dataset.py CONFIG lists every such sample)'
                 if isinstance(err, DataSampleError) else '')
         raise SystemExit(f'error: {err}{hint}') from None
