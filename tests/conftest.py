@@ -1,4 +1,8 @@
 import os
+
+# Triton kernels (mmlk/ops/triton_depthwise.py) run on CPU tensors through the interpreter;
+# it is read when the kernels are defined, so before anything imports them.
+os.environ.setdefault('TRITON_INTERPRET', '1')
 import os.path as osp
 import subprocess
 import sys

@@ -1,4 +1,5 @@
 """Building blocks shared by mmlk's backbones."""
+from .depthwise import DepthwiseConv2d, depthwise_conv2d, depthwise_impl
 from .kernel_warehouse import (KWAttention, KWConv1d, KWConv2d, KWConv3d, KWConvNd, KWLinear,
                                WarehouseManager, cell_assignment, set_kw_temperature)
 from .large_kernel import (DecomposedLargeKernelConv, ReparamLargeKernelConv, check_kernel_pair,
@@ -10,7 +11,7 @@ from .reparam import (ConvBN, fold_conv_bn_state, fuse_conv_bn, merge_branches, 
                       switch_to_deploy)
 
 __all__ = [
-    'ConvBN', 'DecomposedLargeKernelConv', 'LayerNorm2d', 'ReparamLargeKernelConv',
+    'ConvBN', 'DecomposedLargeKernelConv', 'DepthwiseConv2d', 'depthwise_conv2d', 'depthwise_impl', 'LayerNorm2d', 'ReparamLargeKernelConv',
     'check_kernel_pair', 'fold_conv_bn_state', 'fuse_conv_bn', 'merge_branches', 'pad_kernel_to',
     'switch_to_deploy', 'to_depthwise_layout', 'ShiftWiseLargeKernelConv', 'shift_add_strip',
     'strip_to_tiles', 'tile_starts', 'tiles_to_strip', 'KWAttention', 'KWConv1d', 'KWConv2d',

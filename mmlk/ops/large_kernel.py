@@ -7,14 +7,16 @@
   up Kernels Beyond 51x51 using Sparsity", ICLR 2023): an M x M kernel replaced by an M x N
   ("tall") and an N x M ("wide") depthwise kernel plus an N x N one, each with its own BN.
 
-Both merge through :mod:`mmlk.ops.reparam` and run on channels-last data (see
-:func:`to_depthwise_layout`).
+Both merge through :mod:`mmlk.ops.reparam`, run on channels-last data (see
+:func:`to_depthwise_layout`) and compute every depthwise kernel, training and deploy form,
+with :mod:`mmlk.ops.depthwise` (its fast backward, and Triton on GPUs).
 """
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
+from .depthwise import same_depthwise
 from .reparam import ConvBN, merge_branches
 
 __all__ = ['DecomposedLargeKernelConv', 'ReparamLargeKernelConv', 'check_kernel_pair',
@@ -178,9 +180,7 @@ class ReparamLargeKernelConv(nn.Module):
 
 
 def _depthwise(channels: int, kernel_size, bias: bool) -> nn.Conv2d:
-    kh, kw = kernel_size
-    return nn.Conv2d(channels, channels, (kh, kw), padding=(kh // 2, kw // 2), groups=channels,
-                     bias=bias)
+    return same_depthwise(channels, kernel_size, bias)
 
 
 def _depthwise_from(kernel: Tensor, bias: Tensor) -> nn.Conv2d:

@@ -17,6 +17,8 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .depthwise import DepthwiseConv2d
+
 __all__ = [
     'fuse_conv_bn', 'pad_kernel_to', 'merge_branches', 'ConvBN', 'switch_to_deploy',
     'fold_conv_bn_state'
@@ -119,7 +121,10 @@ class ConvBN(nn.Module):
         kh, kw = _pair(kernel_size)
         if padding is None:  # "same" padding per axis for odd kernels
             padding = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
-        self.conv = nn.Conv2d(in_channels, out_channels, (kh, kw), stride=stride, padding=padding,
+        # Depthwise convs go through mmlk's depthwise op (its fast backward; another stride,
+        # dilation or padding runs nn.Conv2d's forward); the parameters are nn.Conv2d's.
+        conv_type = DepthwiseConv2d if groups == in_channels == out_channels else nn.Conv2d
+        self.conv = conv_type(in_channels, out_channels, (kh, kw), stride=stride, padding=padding,
                               dilation=dilation, groups=groups,
                               bias=norm_cfg is None and bias_without_norm)
         if norm_cfg is not None:
@@ -143,9 +148,9 @@ class ConvBN(nn.Module):
             return
         kernel, bias = self.fuse()
         conv = self.conv
-        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                              conv.padding, conv.dilation, conv.groups, bias=True).to(
-                                  kernel.device, kernel.dtype)
+        self.conv = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size,
+                               conv.stride, conv.padding, conv.dilation, conv.groups,
+                               bias=True).to(kernel.device, kernel.dtype)
         self.conv.weight.data.copy_(kernel.detach())
         self.conv.bias.data.copy_(bias.detach())
         self.bn = None

@@ -151,9 +151,8 @@ def centred_strip(tiles: Tensor, starts: Sequence[int], small_kernel: int,
 def strip_conv(x: Tensor, strip: Tensor, pad: int, horizontal: bool,
                bias: Optional[Tensor] = None) -> Tensor:
     """Depthwise "same" convolution with a :func:`centred_strip`."""
-    short = (strip.shape[-2] if horizontal else strip.shape[-1]) // 2
-    padding = (short, pad) if horizontal else (pad, short)
-    return F.conv2d(x, strip, bias, padding=padding, groups=strip.shape[0])
+    from .depthwise import depthwise_conv2d
+    return depthwise_conv2d(x, strip, bias)  # centred: "same" padding (short // 2, pad)
 
 
 def _check_impl(impl: str) -> str:
@@ -437,13 +436,14 @@ class ShiftWiseConv(nn.Module):
         """The horizontal, vertical and small outputs before their BNs."""
         size, k = x_rep.shape[-2:], self.small_kernel
         if self.impl == 'dense':
+            from .depthwise import depthwise_conv2d
             from .large_kernel import to_depthwise_layout
             x_rep = to_depthwise_layout(x_rep)
             tiles_h, tiles_v, small = self.merged_tiles(sum(conv.weight for conv in self.LoRAs))
             strip_h, pad = centred_strip(tiles_h, self.starts, k, horizontal=True)
             strip_v, _ = centred_strip(tiles_v, self.starts, k, horizontal=False)
             return (strip_conv(x_rep, strip_h, pad, True), strip_conv(x_rep, strip_v, pad, False),
-                    F.conv2d(x_rep, small, padding=k // 2, groups=small.shape[0]))
+                    depthwise_conv2d(x_rep, small))
         y = sum(conv(x_rep) for conv in self.LoRAs)
         tiles = y.view(y.shape[0], -1, self.num_tiles, y.shape[-2], y.shape[-1])
         h = shift_add_strip(_gather_replicas(tiles, self.index_h), self.starts, k, size, True)

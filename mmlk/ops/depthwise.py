@@ -1,0 +1,218 @@
+"""One op for the large depthwise kernels of every mmlk family: "same"-padded, stride-1
+depthwise convolution with odd (square or rectangular) kernels, whose backward is fast.
+
+Why an op of our own: PyTorch's CPU weight gradient of a depthwise conv (aten
+``convolution_backward``) is 5-55x slower than its forward for SLaK's 51x5 / 5x51 and
+RepLKNet's 31x31 kernels (200x for 31x31 on 128x128 maps), so training spent most of its time
+there. The same gradient is one grouped convolution with the roles of the operands swapped:
+
+    dL/dw[c, i, j] = sum_{n,h,w} x_pad[n, c, h + i, w + j] * g[n, c, h, w]
+                   = conv2d(x_pad[n] as (1, C, Hp, Wp), g[n] as (C, 1, H, W), groups=C)[c, i, j]
+
+summed over the samples ``n`` (one call per sample: measured 1.1-2.5x faster than folding the
+batch into the groups, and 2-50x faster than aten; ``benchmarks/bench_depthwise.py``). The input
+gradient of a "same" stride-1 conv with an odd kernel is the forward conv of ``g`` with the
+flipped kernel, which runs on the fast forward path (up to 1.4x faster than aten's). Kernels
+smaller than 5x5 keep aten's backward, which is faster there.
+
+:func:`depthwise_conv2d` is the functional form and :class:`DepthwiseConv2d` the module
+(an ``nn.Conv2d``, so state dicts, re-parameterisation and the sparse engine see a conv).
+
+``MMLK_DW_IMPL`` selects the implementation, read at every call:
+
+* ``auto`` (default): the backward above on CPU; on CUDA the Triton kernels of
+  :mod:`mmlk.ops.triton_depthwise` (forward, input and weight gradient) for kernels of 5x5
+  taps and more, aten for smaller ones and where Triton is not importable or fails to compile
+  (with one warning);
+* ``native``: aten's ``F.conv2d`` everywhere (to compare, or to rule the op out);
+* ``triton``: the Triton kernels for every tensor, CPU ones included when Triton's interpreter
+  runs them (``TRITON_INTERPRET=1``; slow, for tests).
+
+Autocast follows ``F.conv2d``'s rule (convolutions run in the autocast dtype). Graph capture
+(``torch.export``, ``torch.compile``, ``torch.jit.trace``, ONNX export) always sees plain
+``F.conv2d``, so deploy forms export as before.
+"""
+import contextlib
+import os
+import warnings
+from typing import Iterator, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ['DepthwiseConv2d', 'depthwise_conv2d', 'depthwise_impl', 'IMPLS', 'is_same_depthwise']
+
+IMPLS = ('auto', 'native', 'triton')
+ENV = 'MMLK_DW_IMPL'
+# Kernels with fewer taps than this keep aten's backward (faster there: 3x3 on CPU).
+MIN_TAPS = 25
+
+
+def current_impl() -> str:
+    impl = os.environ.get(ENV, 'auto')
+    if impl not in IMPLS:
+        raise ValueError(f'{ENV}={impl!r} is not an implementation of mmlk\'s depthwise op; '
+                         f'accepted: {", ".join(IMPLS)}')
+    return impl
+
+
+@contextlib.contextmanager
+def depthwise_impl(impl: str) -> Iterator[None]:
+    """Run a block with ``MMLK_DW_IMPL=impl`` (benchmarks and tests)."""
+    if impl not in IMPLS:
+        raise ValueError(f'depthwise impl must be one of {IMPLS}, got {impl!r}')
+    old = os.environ.get(ENV)
+    os.environ[ENV] = impl
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = old
+
+
+def is_same_depthwise(channels_in: int, channels_out: int, groups: int,
+                      kernel_size: Sequence[int], stride, padding, dilation) -> bool:
+    """True for the convolutions this op computes: depthwise, stride 1, no dilation, odd
+    kernel, "same" padding."""
+    kh, kw = kernel_size
+    return (groups == channels_in == channels_out and tuple(stride) == (1, 1)
+            and tuple(dilation) == (1, 1) and kh % 2 == 1 and kw % 2 == 1
+            and tuple(padding) == (kh // 2, kw // 2))
+
+
+def _capturing() -> bool:
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export())
+
+
+def _grad_input(grad: Tensor, weight: Tensor, padding: Tuple[int, int]) -> Tensor:
+    # "same" stride-1 odd kernel: the adjoint is the correlation with the flipped kernel.
+    return F.conv2d(grad, weight.flip(-2, -1), padding=padding, groups=weight.shape[0])
+
+
+def _grad_weight(x: Tensor, grad: Tensor, kernel_size: Tuple[int, int]) -> Tensor:
+    kh, kw = kernel_size
+    channels = x.shape[1]
+    padded = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2))
+    total = None
+    for n in range(x.shape[0]):
+        # sample n: input (1, C, Hp, Wp), "kernel" g[n] as (C, 1, H, W) -> (1, C, kh, kw)
+        part = F.conv2d(padded[n:n + 1], grad[n].unsqueeze(1), groups=channels)
+        part = part.float() if part.dtype in (torch.float16, torch.bfloat16) else part
+        total = part if total is None else total.add_(part)
+    return total.reshape(channels, 1, kh, kw)
+
+
+class _DepthwiseConvCPU(torch.autograd.Function):
+    """aten's forward; the backward of the module docstring."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                padding: Tuple[int, int]) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.has_bias = padding, bias is not None
+        return F.conv2d(x, weight, bias, padding=padding, groups=weight.shape[0])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _grad_input(grad, weight, ctx.padding)
+        if ctx.needs_input_grad[1]:
+            grad_w = _grad_weight(x, grad, weight.shape[-2:]).to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3), dtype=torch.float32).to(grad.dtype)
+        return grad_x, grad_w, grad_b, None
+
+
+def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
+                     padding: Optional[Tuple[int, int]] = None) -> Tensor:
+    """``F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2), groups=C)`` for a depthwise
+    ``weight`` of shape ``(C, 1, kh, kw)`` with odd ``kh``, ``kw``, computed by the
+    implementation ``MMLK_DW_IMPL`` selects (module docstring). The result and its gradients
+    equal aten's within floating-point rounding."""
+    channels, per_group, kh, kw = weight.shape
+    if per_group != 1 or kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f'depthwise_conv2d needs a (C, 1, kh, kw) kernel with odd kh, kw; got '
+                         f'{tuple(weight.shape)}')
+    same = (kh // 2, kw // 2)
+    if padding is not None and tuple(padding) != same:
+        raise ValueError(f'depthwise_conv2d computes "same" padding {same} for a {kh}x{kw} '
+                         f'kernel, got padding={tuple(padding)}')
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f'depthwise_conv2d: input of shape {tuple(x.shape)} does not have the '
+                         f'kernel\'s {channels} channels (N, C, H, W expected)')
+    impl = current_impl()
+    if impl == 'native' or _capturing():
+        return F.conv2d(x, weight, bias, padding=same, groups=channels)
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        # F.conv2d's autocast rule: run in the autocast dtype (the casts are differentiable).
+        dtype = torch.get_autocast_dtype(device)
+        x, weight = x.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+    large = kh * kw >= MIN_TAPS
+    with torch.autocast(device, enabled=False):
+        if impl == 'triton' or (device == 'cuda' and large and _triton_usable()):
+            return _triton(x, weight, bias, forced=impl == 'triton')
+        if device != 'cpu' or not large or not torch.is_grad_enabled() or not (
+                x.requires_grad or weight.requires_grad
+                or (bias is not None and bias.requires_grad)):
+            return F.conv2d(x, weight, bias, padding=same, groups=channels)
+        return _DepthwiseConvCPU.apply(x, weight, bias, same)
+
+
+def _triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], forced: bool) -> Tensor:
+    global _TRITON
+    from .triton_depthwise import triton_depthwise_conv2d
+    try:
+        return triton_depthwise_conv2d(x, weight, bias)
+    except Exception as err:  # e.g. a GPU Triton cannot compile for
+        if forced:
+            raise
+        warnings.warn(f'mmlk depthwise op: the Triton kernels failed ({type(err).__name__}: '
+                      f'{err}); using aten\'s convolution from now on (MMLK_DW_IMPL=native '
+                      'silences this)')
+        _TRITON = False
+        kh, kw = weight.shape[-2:]
+        return F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2), groups=weight.shape[0])
+
+
+_TRITON: Optional[bool] = None
+
+
+def _triton_usable() -> bool:
+    global _TRITON
+    if _TRITON is None:
+        try:
+            import triton  # noqa: F401
+            _TRITON = True
+        except ImportError:
+            _TRITON = False
+    return _TRITON
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose forward is :func:`depthwise_conv2d` when it is a "same"-padded,
+    stride-1 depthwise conv with odd kernel sides (any other configuration runs
+    ``nn.Conv2d``'s forward). Same arguments, parameters and state dict as ``nn.Conv2d``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.padding_mode == 'zeros' and is_same_depthwise(
+                self.in_channels, self.out_channels, self.groups, self.kernel_size,
+                self.stride, self.padding, self.dilation):
+            return depthwise_conv2d(x, self.weight, self.bias)
+        return super().forward(x)
+
+
+def same_depthwise(channels: int, kernel_size: Union[int, Sequence[int]],
+                   bias: bool) -> DepthwiseConv2d:
+    """A "same"-padded depthwise :class:`DepthwiseConv2d`."""
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    return DepthwiseConv2d(channels, channels, (kh, kw), padding=(kh // 2, kw // 2),
+                           groups=channels, bias=bias)

@@ -1,0 +1,204 @@
+"""mmlk's depthwise op (mmlk/ops/depthwise.py): forward and gradients equal aten's."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmlk.ops import (DecomposedLargeKernelConv, DepthwiseConv2d, ReparamLargeKernelConv,
+                      depthwise_conv2d, depthwise_impl)
+from mmlk.ops.depthwise import _DepthwiseConvCPU
+
+
+def aten(x, w, b):
+    kh, kw = w.shape[-2:]
+    return F.conv2d(x, w, b, padding=(kh // 2, kw // 2), groups=w.shape[0])
+
+
+def grads(fn, x, w, b, seed=0):
+    torch.manual_seed(seed)
+    x, w = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    b = None if b is None else b.detach().clone().requires_grad_()
+    out = fn(x, w, b)
+    upstream = torch.randn(out.shape).to(out.dtype)  # the same values in every dtype
+    out.backward(upstream)
+    return out, x.grad, w.grad, None if b is None else b.grad
+
+
+SHAPES = [  # (N, C, H, W, kh, kw)
+    (1, 6, 20, 24, 13, 5),   # tall, SLaK's M x 5
+    (2, 5, 18, 16, 5, 13),   # wide, N > 1
+    (3, 4, 16, 16, 11, 11),  # square, RepLKNet-like
+    (2, 3, 6, 7, 15, 13),    # kernel larger than the map
+    (1, 8, 9, 9, 5, 5),      # the small branch
+    (2, 4, 12, 10, 3, 3),    # below MIN_TAPS: aten's backward
+    (4, 2, 5, 30, 1, 9),     # 1-pixel-wide kernel
+]
+
+
+@pytest.mark.parametrize('shape', SHAPES, ids=[str(s) for s in SHAPES])
+@pytest.mark.parametrize('bias', [False, True])
+@pytest.mark.parametrize('layout', ['nchw', 'channels_last', 'strided'])
+def test_gradients_equal_aten_in_fp32(shape, bias, layout):
+    n, c, h, w_, kh, kw = shape
+    torch.manual_seed(0)
+    x = torch.randn(n, c, h, w_)
+    if layout == 'channels_last':
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == 'strided':
+        x = torch.randn(n, c, h, 2 * w_)[..., ::2]  # non-contiguous
+    weight = torch.randn(c, 1, kh, kw)
+    b = torch.randn(c) if bias else None
+    ours = grads(depthwise_conv2d, x, weight, b)
+    with depthwise_impl('native'):
+        ref = grads(depthwise_conv2d, x, weight, b)
+    for mine, theirs in zip(ours, ref):
+        if theirs is None:
+            assert mine is None
+            continue
+        mine, theirs = mine.detach(), theirs.detach()
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5 * float(theirs.abs().max()))
+
+
+def test_the_fast_backward_is_used_and_closer_to_float64_than_needed():
+    torch.manual_seed(0)
+    x, weight = torch.randn(2, 4, 24, 24), torch.randn(4, 1, 17, 5)
+    calls = []
+    original = _DepthwiseConvCPU.backward
+
+    def spy(ctx, grad):
+        calls.append(1)
+        return original(ctx, grad)
+    _DepthwiseConvCPU.backward = staticmethod(spy)
+    try:
+        _, _, grad_w, _ = grads(depthwise_conv2d, x, weight, None)
+    finally:
+        _DepthwiseConvCPU.backward = staticmethod(original)
+    assert calls == [1]
+    _, _, exact, _ = grads(aten, x.double(), weight.double(), None)
+    assert float((grad_w.double() - exact).abs().max() / exact.abs().max()) < 1e-6
+
+
+def test_gradcheck_in_float64():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 1, 5, 7, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(depthwise_conv2d, (x, weight, bias))
+
+
+def test_bfloat16_and_cpu_autocast_follow_conv2d():
+    torch.manual_seed(0)
+    x, weight, b = torch.randn(2, 6, 16, 16), torch.randn(6, 1, 9, 5), torch.randn(6)
+    ours = grads(depthwise_conv2d, x.bfloat16(), weight.bfloat16(), b.bfloat16())
+    ref = grads(aten, x.bfloat16(), weight.bfloat16(), b.bfloat16())
+    for mine, theirs in zip(ours, ref):
+        mine, theirs = mine.detach(), theirs.detach()
+        assert mine.dtype == torch.bfloat16
+        torch.testing.assert_close(mine.float(), theirs.float(), rtol=2e-2,
+                                   atol=2e-2 * float(theirs.abs().max()))
+    # under autocast the conv runs in bf16, as F.conv2d, and the fp32 parameter gets fp32 grads
+    weight32 = weight.clone().requires_grad_()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = depthwise_conv2d(x, weight32, b)
+        reference = F.conv2d(x, weight, b, padding=(4, 2), groups=6)
+    assert out.dtype == reference.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert weight32.grad.dtype == torch.float32
+
+
+def test_bad_kernels_and_impl_names_are_refused(monkeypatch):
+    x = torch.randn(1, 4, 8, 8)
+    with pytest.raises(ValueError, match='odd kh, kw'):
+        depthwise_conv2d(x, torch.randn(4, 1, 4, 5))
+    with pytest.raises(ValueError, match='"same" padding'):
+        depthwise_conv2d(x, torch.randn(4, 1, 5, 5), padding=(1, 1))
+    with pytest.raises(ValueError, match='4 channels'):
+        depthwise_conv2d(torch.randn(1, 3, 8, 8), torch.randn(4, 1, 5, 5))
+    monkeypatch.setenv('MMLK_DW_IMPL', 'fast')
+    with pytest.raises(ValueError, match='accepted: auto, native, triton'):
+        depthwise_conv2d(x, torch.randn(4, 1, 5, 5))
+
+
+def test_module_is_a_conv2d_and_falls_back_for_other_configurations():
+    conv = DepthwiseConv2d(4, 4, 5, padding=2, groups=4)
+    assert isinstance(conv, torch.nn.Conv2d)
+    strided = DepthwiseConv2d(4, 4, 5, stride=2, padding=2, groups=4)
+    x = torch.randn(1, 4, 10, 10)
+    torch.testing.assert_close(strided(x), F.conv2d(x, strided.weight, strided.bias, 2, 2,
+                                                    groups=4))
+    assert set(conv.state_dict()) == {'weight', 'bias'}
+
+
+def test_with_cp_and_sparse_masks_keep_the_gradients():
+    """Gradient checkpointing recomputes through the op; a masked (zeroed) weight gets the
+    dense gradient exactly as with aten, which is what gradient growth reads."""
+    from torch.utils.checkpoint import checkpoint
+    torch.manual_seed(0)
+    layer = DecomposedLargeKernelConv(6, 13, 5).train()
+    with torch.no_grad():
+        layer.LoRA1.conv.weight[:, :, ::2] = 0  # a sparse mask's zeros
+    x = torch.randn(2, 6, 16, 16)
+
+    def run(impl, cp):
+        layer.zero_grad()
+        with depthwise_impl(impl):
+            out = checkpoint(layer, x, use_reentrant=False) if cp else layer(x)
+            out.square().mean().backward()
+        return [p.grad.clone() for p in layer.parameters()]
+
+    reference = run('native', False)
+    for cp in (False, True):
+        for mine, theirs in zip(run('auto', cp), reference):
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_deploy_forms_export_with_plain_convs():
+    torch.manual_seed(0)
+    block = ReparamLargeKernelConv(4, 11, 3).eval()
+    block.switch_to_deploy()
+    x = torch.randn(1, 4, 16, 16)
+    exported = torch.export.export(block, (x, ))
+    targets = {str(n.target) for n in exported.graph.nodes if n.op == 'call_function'}
+    assert any('conv' in t for t in targets) and not any('Depthwise' in t for t in targets)
+    torch.testing.assert_close(exported.module()(x), block(x))
+
+
+# ----------------------------------------------------------------------- Triton kernels
+TRITON_CASES = [  # (N, C, H, W, kh, kw, layout, dtype); tiny: Triton's interpreter is slow
+    (2, 3, 6, 7, 5, 3, 'nchw', torch.float32),
+    (1, 4, 5, 6, 7, 7, 'channels_last', torch.float32),
+    (2, 2, 4, 4, 9, 5, 'nchw', torch.float32),      # kernel larger than the map
+    (1, 3, 6, 5, 3, 7, 'channels_last', torch.bfloat16),
+    (2, 2, 5, 5, 5, 5, 'nchw', torch.float16),
+]
+
+
+@pytest.mark.parametrize('case', TRITON_CASES, ids=[f'{c[:6]}-{c[6]}-{c[7]}'.replace(' ', '')
+                                                    for c in TRITON_CASES])
+def test_triton_kernels_equal_aten_under_the_interpreter(case):
+    """The GPU kernels (forward, input and weight gradient, bias) run on CPU through
+    ``TRITON_INTERPRET=1`` (set by conftest before Triton is imported)."""
+    import os
+    assert os.environ.get('TRITON_INTERPRET') == '1'
+    n, c, h, w_, kh, kw, layout, dtype = case
+    torch.manual_seed(0)
+    x = torch.randn(n, c, h, w_)
+    if layout == 'channels_last':
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight, b = torch.randn(c, 1, kh, kw), torch.randn(c)
+    with depthwise_impl('triton'):
+        ours = grads(depthwise_conv2d, x.to(dtype), weight.to(dtype), b.to(dtype))
+    ref = grads(aten, x.double(), weight.double(), b.double())  # exact reference
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert ours[0].dtype == dtype and ours[0].is_contiguous(
+        memory_format=torch.channels_last if layout == 'channels_last' else torch.contiguous_format)
+    for mine, exact in zip(ours, ref):
+        mine, exact = mine.detach().double(), exact.detach()
+        scale = float(exact.abs().max())
+        assert float((mine - exact).abs().max()) <= tol * scale, (mine - exact).abs().max()
+
+
+def test_triton_is_not_used_for_cpu_tensors_in_auto_mode(monkeypatch):
+    import mmlk.ops.depthwise as op
+    monkeypatch.setattr(op, '_triton', lambda *a, **k: pytest.fail('Triton on a CPU tensor'))
+    x = torch.randn(1, 2, 8, 8, requires_grad=True)
+    depthwise_conv2d(x, torch.randn(2, 1, 7, 7)).sum().backward()
