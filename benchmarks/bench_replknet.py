@@ -80,6 +80,22 @@ def run(size: int = 512, repeats: int = 9):
              cl=lambda: F.conv2d(feat_cl, kernel, padding=15, groups=128)),
         warmup=1, repeats=repeats)
 
+    # Training step (forward + backward, train mode) at a smaller input: mmpretrain's runs
+    # aten's depthwise backward, several seconds per 31x31 layer on CPU.
+    train_size = size // 2
+    x_train = torch.randn(1, 3, train_size, train_size)
+
+    def train_step(model):
+        def run():
+            model.zero_grad(set_to_none=True)
+            model(x_train)[0].float().mean().backward()
+        return run
+
+    ours.train()
+    theirs.train()
+    train = interleaved_medians(dict(ours=train_step(ours), theirs=train_step(theirs)),
+                                warmup=1, repeats=3)
+
     model, shape = 'RepLKNet-31B', f'1x3x{size}x{size}'
     notes = ('RepLKNet-31B, same outputs as mmpretrain (max |diff| / max |ref|): ' +
              ', '.join(f'{k} {v:.1e}' for k, v in diffs.items()))
@@ -94,6 +110,9 @@ def run(size: int = 512, repeats: int = 9):
                times['theirs']),
         Result('dw conv 31x31', f'1x128x{side}x{side}', 'channels-last vs NCHW', layer['cl'],
                layer['nchw']),
+        Result(model, f'1x3x{train_size}x{train_size}',
+               'training step (forward+backward) mmlk vs mmpretrain', train['ours'],
+               train['theirs'], 0.5),
     ], notes
 
 

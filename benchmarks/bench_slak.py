@@ -3,7 +3,9 @@
     python benchmarks/bench_slak.py [--size 512] [--repeats 5] [--threads N]
 
 Prints forward and forward+backward times of SLaK-T in training form (three conv+BN
-branches) and deploy form (two biased branches, BN folded), each over ConvNeXt-T.
+branches) and deploy form (two biased branches, BN folded), each over ConvNeXt-T, and the
+forward+backward with mmlk's depthwise op (mmlk/ops/depthwise.py) and with aten's depthwise
+backward (MMLK_DW_IMPL=native); issue target for training: <= 2.3x ConvNeXt-T.
 Issue target: deploy-form forward <= 1.3x ConvNeXt-T. That target assumed a FLOPs ratio of
 about 1.1x, which is SLaK's *sparse* count (5.0G vs 4.5G at 40% sparsity); dense SLaK-T is
 8.66 vs 4.47 GMACs at 224x224 (1.94x, printed below), and a dense CPU convolution cannot skip
@@ -54,6 +56,7 @@ def run(size: int = 512, repeats: int = 5):
     from mmpretrain.models.backbones import ConvNeXt
 
     from mmlk.models.backbones import SLaK
+    from mmlk.ops import depthwise_impl
 
     torch.manual_seed(0)
     x = torch.randn(1, 3, size, size)
@@ -76,10 +79,11 @@ def run(size: int = 512, repeats: int = 5):
                 model(x)
         return run
 
-    def forward_backward(model):
+    def forward_backward(model, impl='auto'):
         def run():
             model.zero_grad(set_to_none=True)
-            sum(o.float().mean() for o in model(x)).backward()
+            with depthwise_impl(impl):
+                sum(o.float().mean() for o in model(x)).backward()
         return run
 
     macs = dense_gmacs(deploy), dense_gmacs(convnext)
@@ -89,10 +93,10 @@ def run(size: int = 512, repeats: int = 5):
     convnext.train()
     slak.train()
     bwd = interleaved_medians(
-        dict(convnext=forward_backward(convnext), slak=forward_backward(slak)), warmup=1,
-        repeats=repeats)
+        dict(convnext=forward_backward(convnext), slak=forward_backward(slak),
+             slak_aten=forward_backward(slak, 'native')), warmup=1, repeats=repeats)
     t_convnext, t_train, t_deploy, t_nchw = (fwd[k] for k in ('convnext', 'train', 'deploy', 'nchw'))
-    tb_convnext, tb_slak = bwd['convnext'], bwd['slak']
+    tb_convnext, tb_slak, tb_aten = bwd['convnext'], bwd['slak'], bwd['slak_aten']
     model, shape = 'SLaK-T vs ConvNeXt-T', f'1x3x{size}x{size}'
     notes = (f'SLaK-T vs ConvNeXt-T: dense GMACs at 224x224 {macs[0]:.2f} vs {macs[1]:.2f} '
              f'(ratio {macs[0] / macs[1]:.2f})')
@@ -101,7 +105,10 @@ def run(size: int = 512, repeats: int = 5):
         Result(model, shape, 'forward, deploy form, NCHW convs (without the fix)', t_nchw,
                t_convnext),
         Result(model, shape, 'forward, training form (eval mode)', t_train, t_convnext),
-        Result(model, shape, 'forward+backward, training form', tb_slak, tb_convnext),
+        Result(model, shape, 'forward+backward, training form', tb_slak, tb_convnext, 2.3),
+        Result(model, shape, 'forward+backward, training form, aten depthwise backward '
+               '(MMLK_DW_IMPL=native, before the op)', tb_aten, tb_convnext),
+        Result('SLaK-T', shape, 'forward+backward: mmlk depthwise op vs aten', tb_slak, tb_aten),
     ], notes
 
 

@@ -154,6 +154,43 @@ def tiny_seg_config(tmp_path, ade_root: str, extra: str = '', name: str = 'cfg.p
     return write_config(tmp_path, base, textwrap.dedent(extra), name=name) if extra else base
 
 
+def tiny_voc_config(tmp_path, voc_root: str, extra: str = '') -> str:
+    """The SLaK-T Faster R-CNN VOC config shrunk for tests: tiny backbone, 160x128 images, no
+    workers, one epoch at a constant LR; ``extra`` goes into a child config."""
+    root = voc_root + '/'
+    base = write_config(tmp_path, f'{CONFIGS}/faster_rcnn_slak_t_voc0712.py', f'''
+        model = dict({TINY_BACKBONE}, neck=dict(in_channels={TINY_DIMS!r}))
+        train_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='Resize', scale=(160, 128), keep_ratio=True),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='PackDetInputs'),
+        ]
+        test_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=(160, 128), keep_ratio=True),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
+                                                  'img_shape', 'scale_factor')),
+        ]
+        voc = dict(type='VOCDataset', data_root={root!r}, pipeline=train_pipeline,
+                   filter_cfg=dict(filter_empty_gt=True, min_size=32, bbox_min_size=32))
+        train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+            dataset=dict(times=1, dataset=dict(datasets=[
+                dict(voc, ann_file='VOC2007/ImageSets/Main/trainval.txt',
+                     data_prefix=dict(sub_data_root='VOC2007/')),
+                dict(voc, ann_file='VOC2012/ImageSets/Main/trainval.txt',
+                     data_prefix=dict(sub_data_root='VOC2012/'))])))
+        val_dataloader = dict(num_workers=0, persistent_workers=False,
+                              dataset=dict(data_root={root!r}, pipeline=test_pipeline))
+        test_dataloader = val_dataloader
+        train_cfg = dict(max_epochs=1)
+        param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True)]
+        ''', name='tiny_voc_base.py')
+    return write_config(tmp_path, base, textwrap.dedent(extra), name='cfg.py') if extra else base
+
+
 def run_tool(*args, cwd=REPO, check=True, timeout=900) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,

@@ -86,3 +86,18 @@ def test_imagenet_through_mmpretrain(demo_data):
                   pipeline=[dict(type='LoadImageFromFile')])
     assert len(ds) == 8
     assert sorted({ds.get_gt_labels()[i] for i in range(8)}) == [0, 1, 2, 3]
+
+
+def test_demo_ade20k_class_names_are_mmseg_s():
+    """The comment beside DEMO_ADE20K_CLASSES names the classes as mmseg's ADE20K list does."""
+    import inspect
+
+    from mmseg.datasets import ADE20KDataset
+
+    from mmlk.datasets import demo_data
+    line = next(line for line in inspect.getsource(demo_data).splitlines()
+                if line.startswith('DEMO_ADE20K_CLASSES ='))
+    named = [name.strip() for name in line.split('#', 1)[1].split(',')]
+    classes = ADE20KDataset.METAINFO['classes']
+    assert named == [classes[i] for i in demo_data.DEMO_ADE20K_CLASSES]
+    assert classes[15] == 'table'

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import (CONFIGS, REPO, TINY_BACKBONE, TINY_DIMS, run_tool, tiny_imagenet_body,
-                      tiny_seg_config, write_config)
+                      tiny_seg_config, tiny_voc_config, write_config)
 
 TESTS = osp.dirname(osp.abspath(__file__))
 PROBE = '''
@@ -175,35 +175,10 @@ def test_mmseg_trains_on_two_processes_and_dist_test_matches_single(tmp_path, de
 
 
 def test_mmdet_trains_on_two_processes_and_dist_test_matches_single(tmp_path, demo_data):
-    root = demo_data['voc'] + '/'
-    cfg = write_config(tmp_path, f'{CONFIGS}/faster_rcnn_slak_t_voc0712.py', f'''
-        model = dict({TINY_BACKBONE}, neck=dict(in_channels={TINY_DIMS!r}))
-        pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', with_bbox=True),
-            dict(type='Resize', scale=(160, 128), keep_ratio=True),
-            dict(type='PackDetInputs'),
-        ]
-        test_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='Resize', scale=(160, 128), keep_ratio=True),
-            dict(type='LoadAnnotations', with_bbox=True),
-            dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
-                                                  'img_shape', 'scale_factor')),
-        ]
-        voc = dict(type='VOCDataset', data_root={root!r}, pipeline=pipeline,
-                   filter_cfg=dict(filter_empty_gt=True, min_size=32, bbox_min_size=32))
-        train_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
-            dataset=dict(times=1, dataset=dict(datasets=[
-                dict(voc, ann_file='VOC2007/ImageSets/Main/trainval.txt',
-                     data_prefix=dict(sub_data_root='VOC2007/')),
-                dict(voc, ann_file='VOC2012/ImageSets/Main/trainval.txt',
-                     data_prefix=dict(sub_data_root='VOC2012/'))])))
-        val_dataloader = dict(num_workers=0, persistent_workers=False,
-                              dataset=dict(data_root={root!r}, pipeline=test_pipeline))
-        test_dataloader = val_dataloader
-        train_cfg = dict(type='IterBasedTrainLoop', max_iters=3, val_interval=100,
-                         _delete_=True)
+    cfg = tiny_voc_config(tmp_path, demo_data['voc'], extra='''
+        train_dataloader = dict(batch_size=1)
+        train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=3,
+                         val_interval=100)
         default_hooks = dict(checkpoint=dict(by_epoch=False, interval=3))
         param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
         ''')

@@ -5,7 +5,7 @@ import os.path as osp
 import pytest
 
 from conftest import (CONFIGS, TINY_BACKBONE, TINY_DIMS, run_tool, tiny_imagenet_body,
-                      tiny_seg_config, write_config)
+                      tiny_seg_config, tiny_voc_config, write_config)
 
 
 def train_resume_test(tmp_path, cfg_path, first_ckpt, resume_opts, last_ckpt, metric):
@@ -28,37 +28,7 @@ def test_mmseg_train_resume_test(tmp_path, demo_data):
 
 
 def test_mmdet_voc_train_resume_test(tmp_path, demo_data):
-    root = demo_data['voc'] + '/'
-    cfg = write_config(tmp_path, f'{CONFIGS}/faster_rcnn_slak_t_voc0712.py', f'''
-        model = dict({TINY_BACKBONE}, neck=dict(in_channels={TINY_DIMS!r}))
-        train_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', with_bbox=True),
-            dict(type='Resize', scale=(160, 128), keep_ratio=True),
-            dict(type='RandomFlip', prob=0.5),
-            dict(type='PackDetInputs'),
-        ]
-        test_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='Resize', scale=(160, 128), keep_ratio=True),
-            dict(type='LoadAnnotations', with_bbox=True),
-            dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
-                                                  'img_shape', 'scale_factor')),
-        ]
-        voc = dict(type='VOCDataset', data_root={root!r}, pipeline=train_pipeline,
-                   filter_cfg=dict(filter_empty_gt=True, min_size=32, bbox_min_size=32))
-        train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-            dataset=dict(times=1, dataset=dict(datasets=[
-                dict(voc, ann_file='VOC2007/ImageSets/Main/trainval.txt',
-                     data_prefix=dict(sub_data_root='VOC2007/')),
-                dict(voc, ann_file='VOC2012/ImageSets/Main/trainval.txt',
-                     data_prefix=dict(sub_data_root='VOC2012/'))])))
-        val_dataloader = dict(num_workers=0, persistent_workers=False,
-                              dataset=dict(data_root={root!r}, pipeline=test_pipeline))
-        test_dataloader = val_dataloader
-        train_cfg = dict(max_epochs=1)
-        param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True)]
-        ''')
+    cfg = tiny_voc_config(tmp_path, demo_data['voc'])
     train_resume_test(tmp_path, cfg, 'epoch_1.pth', ['train_cfg.max_epochs=2'], 'epoch_2.pth',
                       'pascal_voc/mAP')
 

@@ -37,7 +37,7 @@ _COLORS = ((40, 40, 220), (40, 200, 40), (220, 60, 40), (0, 200, 230), (200, 0, 
 STYLES = tuple(ObjectStyle(s, c, t) for s, c, t in zip(SHAPES, _COLORS, _TEXTURES))
 
 # Dataset class indices (0-based, in each dataset's own class list) used for the styles above.
-DEMO_ADE20K_CLASSES = (12, 20, 6, 8, 15, 19)     # person, car, road, windowpane, door, chair
+DEMO_ADE20K_CLASSES = (12, 20, 6, 8, 15, 19)     # person, car, road, windowpane, table, chair
 ADE20K_BACKGROUND = 3                              # floor
 DEMO_VOC_CLASSES = ('person', 'car', 'dog', 'bird', 'bottle', 'chair')
 DEMO_COCO_CLASSES = ((1, 'person'), (2, 'bicycle'), (3, 'car'), (4, 'motorcycle'),

@@ -115,6 +115,13 @@ def _grad_weight(x: Tensor, grad: Tensor, kernel_size: Tuple[int, int]) -> Tenso
     return total.reshape(channels, 1, kh, kw)
 
 
+def bias_grad(ctx, grad: Tensor) -> Optional[Tensor]:
+    """dL/db of a conv, accumulated in float32, if the bias needs it (input 2 of ``ctx``)."""
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        return grad.sum((0, 2, 3), dtype=torch.float32).to(grad.dtype)
+    return None
+
+
 class _DepthwiseConvCPU(torch.autograd.Function):
     """aten's forward; the backward of the module docstring."""
 
@@ -129,14 +136,12 @@ class _DepthwiseConvCPU(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
-        grad_x = grad_w = grad_b = None
+        grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_x = _grad_input(grad, weight, ctx.padding)
         if ctx.needs_input_grad[1]:
             grad_w = _grad_weight(x, grad, weight.shape[-2:]).to(weight.dtype)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 2, 3), dtype=torch.float32).to(grad.dtype)
-        return grad_x, grad_w, grad_b, None
+        return grad_x, grad_w, bias_grad(ctx, grad), None
 
 
 def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
@@ -159,6 +164,15 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
     impl = current_impl()
     if impl == 'native' or _capturing():
         return F.conv2d(x, weight, bias, padding=same, groups=channels)
+    # Taps farther from the centre than the map is wide never meet a pixel: their products are
+    # all with padding zeros. Crop them (exact, and their gradient is exactly 0, as aten's):
+    # e.g. SLaK's 47x5 kernels on 8x8 maps compute as 15x5.
+    reach_h, reach_w = min(kh, 2 * x.shape[2] - 1), min(kw, 2 * x.shape[3] - 1)
+    if (reach_h, reach_w) != (kh, kw):
+        top, left = (kh - reach_h) // 2, (kw - reach_w) // 2
+        weight = weight[:, :, top:top + reach_h, left:left + reach_w]
+        kh, kw = reach_h, reach_w
+        same = (kh // 2, kw // 2)
     device = x.device.type
     if torch.is_autocast_enabled(device):
         # F.conv2d's autocast rule: run in the autocast dtype (the casts are differentiable).

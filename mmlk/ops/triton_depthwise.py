@@ -24,6 +24,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .depthwise import bias_grad
+
 __all__ = ['triton_depthwise_conv2d']
 
 
@@ -135,14 +137,12 @@ class _DepthwiseConvTriton(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
-        grad_x = grad_w = grad_b = None
+        grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_x = _forward(grad, weight.flip(-2, -1), None)
         if ctx.needs_input_grad[1]:
             grad_w = _weight_grad(x, grad, weight.shape[-2:]).to(weight.dtype)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 2, 3), dtype=torch.float32).to(grad.dtype)
-        return grad_x, grad_w, grad_b
+        return grad_x, grad_w, bias_grad(ctx, grad)
 
 
 def triton_depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
