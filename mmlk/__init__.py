@@ -4,6 +4,10 @@ Importing ``mmlk`` is cheap and never imports mmdet or mmseg: configs refer to o
 scoped names (``type='mmlk.SLaK'``) and the registries in :mod:`mmlk.registry` import the
 implementing modules on first use.
 """
+from .config_prefix import install as _install_config_prefix
+
 __version__ = '0.1.0'
+
+_install_config_prefix()  # `mmlk::` configs for mmengine and mim (mmlk/config_prefix.py)
 
 __all__ = ['__version__']

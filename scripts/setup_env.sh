@@ -21,7 +21,7 @@ PYTHON=${PYTHON:-python3.11}
 TORCH_VERSION=2.14.1
 TORCHVISION_VERSION=0.29.1
 MMCV_VERSION=2.1.0
-REQS="$ROOT/requirements/runtime.txt $ROOT/requirements/tests.txt"
+REQS="$ROOT/requirements/runtime.txt $ROOT/requirements/tests.txt $ROOT/requirements/deploy.txt"
 
 # The stamp changes whenever a pin changes, so an outdated venv is brought up to date.
 STAMP_KEY=$(cat "$0" $REQS "$ROOT/setup.py" | sha1sum | cut -c1-12)
@@ -67,7 +67,12 @@ fi
 log "installing mmcv and the OpenMMLab stack and test tools"
 # One resolver run for all of it, so mmcv's own requirements are checked against the pins.
 "${PIP[@]}" install -q "$WHEEL_DIR"/mmcv-*.whl \
-    -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+    -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
+    -r "$ROOT/requirements/deploy.txt"
+# mim without its dataset-download dependency, which pins setuptools 60 (runtime.txt).
+"${PIP[@]}" install -q --no-deps openmim==0.3.9
+# Editable: mmlk/.mim links the repository's configs and tools; setup.py also installs
+# mmlk-config-prefix.pth, which makes `mmlk::` configs work in any script (config_prefix.py).
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
 
 "$VENV/bin/python" - <<'PY'

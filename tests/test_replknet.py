@@ -4,6 +4,8 @@ import os.path as osp
 from collections import OrderedDict
 from unittest import mock
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -83,7 +85,9 @@ def official_layout(arch: dict, layout: str, num_classes: int = 1000):
 
 
 def folded_layout(spec):
-    """The layout after folding every ``P.conv`` + ``P.bn`` pair (our deploy form)."""
+    """The layout after folding every ``P.conv`` + ``P.bn`` pair and every block's pre-BN
+    (``prelkb_bn``, ``preffn_bn``, into the following 1x1 ``pw1``): our deploy form."""
+    spec = [(k, s) for k, s in spec if not re.search(r'\.(prelkb_bn|preffn_bn)\.', k)]
     keys = dict(spec)
     pairs = {k[:-len('.bn.weight')] for k in keys
              if k.endswith('.bn.weight') and k[:-len('.bn.weight')] + '.conv.weight' in keys}

@@ -22,17 +22,13 @@ from mmlk.utils import setup_torch_load  # noqa: E402
 
 setup_torch_load()
 
-import inspect  # noqa: E402
-
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
-import mmlk  # noqa: E402,F401  (registers the backbones)
-from mmlk.models.utils import (CheckpointMismatchError, CheckpointReadError,  # noqa: E402
-                               load_checkpoint_file, load_state_dict_checked,
-                               save_checkpoint_file, unwrap_state_dict)
+from mmlk.models.utils import save_checkpoint_file  # noqa: E402
 from mmlk.ops import switch_to_deploy  # noqa: E402
+from mmlk.utils.deploy import (build_model_for_weights, feature_outputs,  # noqa: E402
+                               has_deploy_form, load_weights_strictly)
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,40 +46,18 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def build_model(cfg: Config) -> torch.nn.Module:
-    init_default_scope(cfg.get('default_scope', 'mmlk'))
-    model_cfg = cfg.model.copy()
-    # The trained weights replace any pretrained init; do not read ImageNet files here.
-    model_cfg.backbone.init_cfg = None
-    if 'pretrained' in model_cfg:
-        model_cfg.pretrained = None
-    if 'data_preprocessor' not in model_cfg and cfg.get('data_preprocessor') is not None:
-        model_cfg.data_preprocessor = cfg.data_preprocessor  # mmpretrain keeps it at top level
-    return MODELS.build(model_cfg)
-
-
-def features(model: torch.nn.Module, x: torch.Tensor):
-    out = model.extract_feat(x) if hasattr(model, 'extract_feat') else model(x)
-    return [out] if isinstance(out, torch.Tensor) else list(out)
-
-
 def main() -> None:
     args = parse_args()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    model = build_model(cfg)
+    model = build_model_for_weights(cfg)
     backbone = getattr(model, 'backbone', model)
-    if 'deploy' not in inspect.signature(type(backbone).__init__).parameters:
+    if not has_deploy_form(backbone):
         raise SystemExit(f'error: {type(backbone).__name__} has no deploy form; '
                          'reparameterisable mmlk backbones are SLaK, RepLKNet, '
                          'ShiftWiseConvNeXt and ShiftWiseNet')
-    try:
-        load_state_dict_checked(model, unwrap_state_dict(load_checkpoint_file(args.checkpoint)))
-    except (CheckpointMismatchError, FileNotFoundError) as err:
-        raise SystemExit(f'error: {args.checkpoint} does not fit {args.config}:\n{err}')
-    except CheckpointReadError as err:
-        raise SystemExit(f'error: {err}')
+    load_weights_strictly(model, args.checkpoint, args.config)
     if getattr(backbone, 'deploy', False):
         raise SystemExit(f'error: {args.checkpoint} is already in deploy form')
 
@@ -91,9 +65,9 @@ def main() -> None:
     x = torch.randn(2, 3, args.size, args.size, dtype=torch.float64,
                     generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        before = features(model, x)
+        before = feature_outputs(model, x)
         switch_to_deploy(model)
-        after = features(model, x)
+        after = feature_outputs(model, x)
     errors = [float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
               for a, b in zip(after, before)]
     print('relative error per output (float64): ' + ', '.join(f'{e:.2e}' for e in errors))

@@ -156,6 +156,45 @@ class ConvBN(nn.Module):
         self.bn = None
 
 
+def fold_bn_into_next_conv(bn: nn.Module, kernel: Tensor,
+                           conv_bias: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """Fold an eval-mode BN that *precedes* a 1x1 conv without padding into that conv.
+
+    ``conv(bn(x)) = W (s * x + t) + b = (W * s) x + (W t + b)`` with ``s = gamma / std`` and
+    ``t = beta - mean * s`` per input channel: exact for a 1x1 kernel, since no padded border
+    sees the BN's shift (a k x k conv with zero padding would). RepLKNet's ``prelkb_bn`` and
+    ``preffn_bn`` feed only their block's ``pw1``.
+    """
+    if not isinstance(bn, _BatchNorm) or not bn.track_running_stats:
+        raise TypeError(f'only a BatchNorm with running statistics folds into the next conv, '
+                        f'got {type(bn).__name__}')
+    if tuple(kernel.shape[-2:]) != (1, 1) or kernel.shape[1] != bn.num_features:
+        raise ValueError(f'a BN folds exactly only into a following dense 1x1 conv over its '
+                         f'{bn.num_features} channels; got a kernel of shape {tuple(kernel.shape)}')
+    scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+    shift = bn.bias - bn.running_mean * scale
+    bias = kernel.new_zeros(kernel.shape[0]) if conv_bias is None else conv_bias
+    return kernel * scale[None, :, None, None], bias + kernel[:, :, 0, 0] @ shift
+
+
+def fold_pre_bn_state(state_dict: Mapping[str, Tensor], bn_name: str, conv_name: str,
+                      eps: float = 1e-5) -> 'OrderedDict[str, Tensor]':
+    """:func:`fold_bn_into_next_conv` on a state dict: every ``P.{bn_name}.*`` whose
+    ``P.{conv_name}.weight`` exists is folded into that conv's weight and bias and dropped."""
+    suffix = f'.{bn_name}.running_var'
+    prefixes = [k[:-len(suffix)] for k in state_dict if k.endswith(suffix)
+                and f'{k[:-len(suffix)]}.{conv_name}.weight' in state_dict]
+    folded = OrderedDict(state_dict)
+    for p in prefixes:
+        weight = folded[f'{p}.{conv_name}.weight']
+        bn = nn.BatchNorm2d(weight.shape[1], eps=eps).to(weight.dtype)
+        bn.load_state_dict({k: folded.pop(f'{p}.{bn_name}.{k}') for k in bn.state_dict()})
+        kernel, bias = fold_bn_into_next_conv(bn, weight, folded.get(f'{p}.{conv_name}.bias'))
+        folded[f'{p}.{conv_name}.weight'] = kernel.detach()
+        folded[f'{p}.{conv_name}.bias'] = bias.detach()
+    return folded
+
+
 def fold_conv_bn_state(state_dict: Mapping[str, Tensor],
                        eps: float = 1e-5) -> 'OrderedDict[str, Tensor]':
     """Fold every ``P.conv.weight`` + ``P.bn.*`` group of a state dict into ``P.conv.weight`` +

@@ -19,7 +19,9 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from mmlk.ops import ConvBN, ReparamLargeKernelConv, fold_conv_bn_state, to_depthwise_layout
+from mmlk.ops import (ConvBN, ReparamLargeKernelConv, fold_conv_bn_state, switch_to_deploy,
+                      to_depthwise_layout)
+from mmlk.ops.reparam import fold_bn_into_next_conv, fold_pre_bn_state
 from mmlk.registry import MODELS
 from .base import LargeKernelBackbone
 from .convnext_skeleton import resolve_arch
@@ -58,13 +60,18 @@ class RepLKBlock(BaseModule):
         self.large_kernel = ReparamLargeKernelConv(dw_channels, kernel_size, small_kernel,
                                                    norm_cfg=norm_cfg, deploy=deploy)
         self.lk_nonlinear = build_activation_layer(act_cfg)
-        self.prelkb_bn = build_norm_layer(norm_cfg, channels)[1]
+        # The deploy form folds this BN into pw1 (a 1x1 conv: exact), see _fold_pre_bn.
+        self.prelkb_bn = nn.Identity() if deploy else build_norm_layer(norm_cfg, channels)[1]
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.pw1(self.prelkb_bn(x))
         out = self.pw2(self.lk_nonlinear(self.large_kernel(out)))
         return x + self.drop_path(out)
+
+    def switch_to_deploy(self) -> None:
+        switch_to_deploy(self)  # pw1, pw2, large_kernel
+        self.prelkb_bn = _fold_pre_bn(self.prelkb_bn, self.pw1)
 
 
 class ConvFFN(BaseModule):
@@ -80,7 +87,7 @@ class ConvFFN(BaseModule):
                  deploy: bool = False) -> None:
         super().__init__()
         hidden = int(channels * ffn_ratio)
-        self.preffn_bn = build_norm_layer(norm_cfg, channels)[1]
+        self.preffn_bn = nn.Identity() if deploy else build_norm_layer(norm_cfg, channels)[1]
         self.pw1 = ConvBN(channels, hidden, 1, norm_cfg=norm_cfg, deploy=deploy)
         self.pw2 = ConvBN(hidden, channels, 1, norm_cfg=norm_cfg, deploy=deploy)
         self.nonlinear = build_activation_layer(act_cfg)
@@ -89,6 +96,20 @@ class ConvFFN(BaseModule):
     def forward(self, x: Tensor) -> Tensor:
         out = self.pw2(self.nonlinear(self.pw1(self.preffn_bn(x))))
         return x + self.drop_path(out)
+
+    def switch_to_deploy(self) -> None:
+        switch_to_deploy(self)  # pw1, pw2
+        self.preffn_bn = _fold_pre_bn(self.preffn_bn, self.pw1)
+
+
+def _fold_pre_bn(bn: nn.Module, pw1: ConvBN) -> nn.Module:
+    """Fold a block's pre-BN into its deployed 1x1 ``pw1`` (exact: no padding); Identity."""
+    if isinstance(bn, nn.Identity):
+        return bn
+    kernel, bias = fold_bn_into_next_conv(bn, pw1.conv.weight.detach(), pw1.conv.bias.detach())
+    pw1.conv.weight.data.copy_(kernel)
+    pw1.conv.bias.data.copy_(bias)
+    return nn.Identity()
 
 
 class RepLKNetStage(BaseModule):
@@ -158,7 +179,8 @@ class RepLKNet(LargeKernelBackbone):
         act_cfg: stem, transitions and RepLK blocks (ReLU).
         ffn_act_cfg: ConvFFN activation (GELU).
         deploy: build the inference form: one biased large kernel per block (the official
-            ``small_kernel_merged=True``) and every conv-BN pair folded into a biased conv;
+            ``small_kernel_merged=True``), every conv-BN pair folded into a biased conv and
+            each block's pre-BN folded into its 1x1 ``pw1`` (no BatchNorm left);
             official/mmpretrain deploy checkpoints (merged kernels, unfolded BNs) are folded
             on loading.
         init_cfg: ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` accepts
@@ -332,6 +354,8 @@ class RepLKNet(LargeKernelBackbone):
                           for k, v in state_dict.items()}
         if self.deploy:
             state_dict = fold_conv_bn_state(state_dict)
+            for bn_name in ('prelkb_bn', 'preffn_bn'):  # folded into pw1, as switch_to_deploy
+                state_dict = fold_pre_bn_state(state_dict, bn_name, 'pw1.conv')
         return state_dict
 
     def _classification_norm_prefix(self) -> Optional[str]:

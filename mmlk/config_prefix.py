@@ -1,0 +1,153 @@
+"""``mmlk::`` configs for mmengine and mim: the one place mmlk makes them work.
+
+OpenMMLab projects inherit each other's configs as ``_base_ = ['mmdet::faster_rcnn/...py']``.
+mmengine accepts only the packages of its ``MODULE2PACKAGE`` table, so without this module
+``mmlk::slak/upernet_slak-t_4xb4-160k_ade20k-512x512.py`` fails with "mmengine does not
+support to load mmlk config". Three things are adjusted, in mmengine's and mim's modules only,
+and only for the package ``mmlk``:
+
+1. ``mmengine.config.utils.MODULE2PACKAGE['mmlk'] = 'mmlk'``: the prefix is accepted;
+2. the package directory of ``mmlk`` is where Python imports it from, for editable installs
+   too (mmengine and mim, ``mim list`` included, look for ``<site-packages>/mmlk``, which an
+   editable install does not have); its ``.mim/`` holds the configs, tools and model index (the mim convention:
+   symlinks to the repository's ``configs/``, ``tools/`` and ``model-index.yml`` in a
+   checkout, real copies in a wheel);
+3. an inherited ``mmlk::`` config gets no ``_scope_='mmlk'``. mmengine gives a config
+   inherited from package P the scope P, so that P's bare type names resolve in P's registry.
+   mmlk's configs are mmseg/mmdet/mmpretrain configs (their own ``default_scope``) whose mmlk
+   types are already written ``mmlk.X``; scoping them to mmlk would send ``EncoderDecoder``
+   to mmlk's registry. So they are inherited as a file of the project would be.
+
+The patches are applied when mmengine's config module (or mim's utilities) is first imported,
+through a meta-path hook, so no mmengine import is paid before then. The hook is installed by
+``import mmlk`` and, so that user scripts, mmdet's/mmseg's train scripts and ``mim`` need no
+``import mmlk`` before reading a config, at interpreter start-up by the ``mmlk-config-prefix.pth``
+file that ``pip install`` (editable or not) puts in site-packages (setup.py).
+"""
+import importlib.abc
+import importlib.util
+import os.path as osp
+import sys
+from typing import Callable, Dict, Optional
+
+__all__ = ['install', 'package_dir']
+
+PACKAGE = 'mmlk'
+
+
+def package_dir() -> str:
+    """The directory ``mmlk`` is imported from (holds ``.mim/``), found without importing."""
+    module = sys.modules.get(PACKAGE)
+    if module is not None and getattr(module, '__file__', None):
+        return osp.dirname(osp.abspath(module.__file__))
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f'{PACKAGE} is not importable')
+    return osp.abspath(list(spec.submodule_search_locations)[0])
+
+
+def _patch_mmengine_config(module) -> None:
+    from mmengine.config import utils
+    utils.MODULE2PACKAGE.setdefault(PACKAGE, PACKAGE)
+    config = module.Config
+    if getattr(config._get_cfg_path, '_mmlk', False):
+        return
+    original_cfg_path = config._get_cfg_path
+
+    def _get_cfg_path(cfg_path: str, filename: str):
+        path, scope = original_cfg_path(cfg_path, filename)
+        return path, None if scope == PACKAGE else scope
+
+    _get_cfg_path._mmlk = True
+    config._get_cfg_path = staticmethod(_get_cfg_path)
+    module.get_installed_path = _installed_path(module.get_installed_path)
+
+
+def _installed_path(original: Callable[[str], str]) -> Callable[[str], str]:
+    def get_installed_path(package: str) -> str:
+        return package_dir() if package == PACKAGE else original(package)
+    get_installed_path._mmlk = True
+    return get_installed_path
+
+
+def _patch_mim_utils(module) -> None:
+    if not getattr(module.get_installed_path, '_mmlk', False):
+        module.get_installed_path = _installed_path(module.get_installed_path)
+
+
+def _patch_mim_list(module) -> None:
+    """``mim list`` looks for ``<dist location>/mmlk/.mim``: add mmlk from where it is."""
+    original = module.list_package
+    if getattr(original, '_mmlk', False):
+        return
+
+    def list_package(all: bool = False):
+        rows = original(all=all)
+        if all or any(row[0] == PACKAGE for row in rows):
+            return rows
+        try:
+            from importlib.metadata import version
+            if osp.exists(osp.join(package_dir(), '.mim', 'model-index.yml')):
+                rows = sorted(rows + [(PACKAGE, version(PACKAGE), package_dir())],
+                              key=lambda row: row[0])
+        except Exception:  # not installed as a distribution: nothing to list
+            pass
+        return rows
+
+    list_package._mmlk = True
+    module.list_package = list_package
+
+
+# module name -> patch, applied right after the module's code has run
+_PATCHES: Dict[str, Callable] = {
+    'mmengine.config.config': _patch_mmengine_config,
+    'mim.utils.utils': _patch_mim_utils,
+    'mim.commands.list': _patch_mim_list,
+}
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    """The real loader, then the patch (everything else delegated to the real loader)."""
+
+    def __init__(self, loader, patch: Callable) -> None:
+        self._loader, self._patch = loader, patch
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        self._patch(module)
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+class _PatchAfterImport(importlib.abc.MetaPathFinder):
+
+    def find_spec(self, fullname: str, path, target=None):
+        patch = _PATCHES.get(fullname)
+        if patch is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, 'find_spec'):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _PatchingLoader(spec.loader, patch)
+                return spec
+        return None
+
+
+_FINDER: Optional[_PatchAfterImport] = None
+
+
+def install() -> None:
+    """Make ``mmlk::`` configs work: patch the modules already imported, hook the others."""
+    global _FINDER
+    for name, patch in _PATCHES.items():
+        if name in sys.modules:
+            patch(sys.modules[name])
+    if _FINDER is None:
+        _FINDER = _PatchAfterImport()
+        sys.meta_path.insert(0, _FINDER)

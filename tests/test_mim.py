@@ -1,0 +1,169 @@
+"""``mmlk::`` config inheritance and mim, from a directory outside the repository, for the
+editable install of the environment and for a non-editable one (the wheel's files)
+(mmlk/config_prefix.py, setup.py, mmlk/.mim)."""
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import zipfile
+
+import pytest
+
+from conftest import REPO, TINY_ARCH, TINY_DIMS
+
+VENV_BIN = osp.dirname(sys.executable)
+SITE = sysconfig.get_paths()['purelib']
+
+
+def user_config(tmp_path, ade_root: str) -> str:
+    """A user's project config inheriting mmlk's SLaK-T UperNet config, shrunk for a test."""
+    path = tmp_path / 'project' / 'my_upernet.py'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(f'''
+        _base_ = ['mmlk::slak/upernet_slak-t_4xb4-160k_ade20k-512x512.py']
+        data_root = {ade_root!r}
+        crop_size = (64, 64)
+        model = dict(
+            data_preprocessor=dict(size=crop_size),
+            backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), init_cfg=None,
+                          norm_cfg=dict(type='BN')),
+            decode_head=dict(in_channels={TINY_DIMS!r}, channels=16,
+                             norm_cfg=dict(type='BN')),
+            auxiliary_head=dict(in_channels={TINY_DIMS[2]}, channels=8,
+                                norm_cfg=dict(type='BN')))
+        pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', reduce_zero_label=True),
+            dict(type='Resize', scale=crop_size, keep_ratio=False),
+            dict(type='PackSegInputs'),
+        ]
+        train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                                dataset=dict(data_root=data_root, pipeline=pipeline))
+        val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                              dataset=dict(data_root=data_root, pipeline=pipeline))
+        test_dataloader = val_dataloader
+        optim_wrapper = dict(_delete_=True, type='OptimWrapper',
+                             optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05))
+        train_cfg = dict(max_iters=2, val_interval=2)
+        param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+        default_hooks = dict(checkpoint=dict(interval=2))
+        '''))
+    return str(path)
+
+
+def run(cmd, cwd, env=None, check=True):
+    # No PYTHONPATH: mmlk must come from the installation, as for a user's project.
+    env = dict({k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}, **(env or {}),
+               OMP_NUM_THREADS='1', TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n'
+                             f'{proc.stderr[-6000:]}')
+    return proc
+
+
+RUNNER_SCRIPT = '''
+import sys
+from mmengine.config import Config
+from mmengine.runner import Runner
+cfg = Config.fromfile(sys.argv[1])
+cfg.work_dir = sys.argv[2]
+assert cfg.default_scope == 'mmseg' and cfg.model.backbone.type == 'mmlk.SLaK'
+assert cfg.model.get('_scope_') != 'mmlk'  # built in mmseg's registry, not mmlk's
+Runner.from_cfg(cfg).train()
+'''
+
+
+def test_editable_install_inherits_mmlk_configs_everywhere(tmp_path, demo_data):
+    """The environment's editable install: tools/train.py, a plain Runner.from_cfg script and
+    ``mim train mmlk`` train a config that inherits ``mmlk::...`` from outside the repo."""
+    assert osp.isfile(osp.join(SITE, 'mmlk-config-prefix.pth'))  # installed by setup.py
+    cfg = user_config(tmp_path, demo_data['ade20k'])
+    project = osp.dirname(cfg)
+    script = tmp_path / 'project' / 'train_mine.py'
+    script.write_text(RUNNER_SCRIPT)
+    # 1. a plain script: no import of mmlk before Config.fromfile (the .pth hook does it)
+    run([sys.executable, str(script), cfg, str(tmp_path / 'runner')], cwd=project)
+    assert osp.isfile(tmp_path / 'runner' / 'iter_2.pth')
+    # 2. mmlk's tools/train.py
+    run([sys.executable, osp.join(REPO, 'tools', 'train.py'), cfg, '--work-dir',
+         str(tmp_path / 'tool')], cwd=project)
+    assert osp.isfile(tmp_path / 'tool' / 'iter_2.pth')
+    # 3. mim: the tools and configs under mmlk/.mim
+    mim = osp.join(VENV_BIN, 'mim')
+    proc = run([mim, 'train', 'mmlk', cfg, '--work-dir', str(tmp_path / 'mim')], cwd=project)
+    assert osp.isfile(tmp_path / 'mim' / 'iter_2.pth'), proc.stdout[-2000:]
+    proc = run([mim, 'test', 'mmlk', cfg, '--checkpoint', str(tmp_path / 'mim' / 'iter_2.pth'),
+                '--work-dir', str(tmp_path / 'mim_test')], cwd=project)
+    assert osp.isfile(tmp_path / 'mim_test' / 'metrics.json')
+    search = run([mim, 'search', 'mmlk'], cwd=project).stdout
+    for name in ('upernet_slak-t_4xb4-160k_ade20k-512x512', 'replknet-31b_32xb64_in1k',
+                 'kw1x-convnext-t_32xb128_in1k'):
+        assert name in search
+
+
+def test_a_mmlk_config_path_that_does_not_exist_is_named(tmp_path):
+    cfg = tmp_path / 'bad.py'
+    cfg.write_text("_base_ = ['mmlk::slak/no_such_config.py']\n")
+    proc = run([sys.executable, '-c', f'from mmengine.config import Config; '
+                f'Config.fromfile({str(cfg)!r})'], cwd=str(tmp_path), check=False)
+    assert proc.returncode != 0 and 'no_such_config.py' in proc.stderr
+
+
+@pytest.fixture(scope='module')
+def wheel_site(tmp_path_factory):
+    """The files a non-editable ``pip install .`` puts in site-packages: the wheel, unpacked."""
+    out = tmp_path_factory.mktemp('wheel')
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
+                    '--no-build-isolation', '-w', str(out), REPO], check=True,
+                   capture_output=True, timeout=600)
+    wheel = glob.glob(str(out / 'mmlk-*.whl'))[0]
+    site = out / 'site'
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    return str(site)
+
+
+def test_wheel_ships_configs_tools_model_index_and_the_startup_hook(wheel_site):
+    mim = osp.join(wheel_site, 'mmlk', '.mim')
+    assert osp.isfile(osp.join(wheel_site, 'mmlk-config-prefix.pth'))
+    for relative in ('model-index.yml', 'configs/slak/metafile.yml',
+                     'configs/slak/upernet_slak-t_4xb4-160k_ade20k-512x512.py',
+                     'configs/_base_/models/upernet_slak.py', 'tools/train.py',
+                     'tools/test.py', 'tools/dist_train.sh'):
+        path = osp.join(mim, relative)
+        assert osp.isfile(path) and not osp.islink(path), relative
+    shipped = {osp.relpath(p, osp.join(mim, 'configs'))
+               for p in glob.glob(osp.join(mim, 'configs', '**', '*.py'), recursive=True)}
+    in_repo = {osp.relpath(p, osp.join(REPO, 'configs'))
+               for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)}
+    assert shipped == in_repo
+
+
+def test_non_editable_install_inherits_from_its_own_mim_folder(tmp_path, wheel_site,
+                                                               demo_data):
+    """Python started with the wheel's site directory first (as a non-editable install): the
+    ``mmlk::`` base is read from that copy, and the config trains."""
+    cfg = user_config(tmp_path, demo_data['ade20k'])
+    script = tmp_path / 'project' / 'train_wheel.py'
+    script.write_text(textwrap.dedent(f'''
+        import site, sys
+        site.addsitedir({wheel_site!r})  # runs its mmlk-config-prefix.pth
+        site.addsitedir({SITE!r})        # the OpenMMLab stack
+        import mmlk
+        assert mmlk.__file__.startswith({wheel_site!r}), mmlk.__file__
+        from mmengine.config import Config
+        cfg = Config.fromfile(sys.argv[1])
+        base = [f for f in cfg._file2dict(sys.argv[1])[1].splitlines() if 'upernet_slak' in f]
+        print('BASE', base)
+        sys.argv = [sys.argv[0]] + sys.argv[1:]
+        exec(open({str(tmp_path / "project" / "runner.py")!r}).read())
+        '''))
+    (tmp_path / 'project' / 'runner.py').write_text(RUNNER_SCRIPT)
+    proc = run([sys.executable, '-S', str(script), cfg, str(tmp_path / 'wheel_run')],
+               cwd=str(tmp_path / 'project'))
+    assert f'{wheel_site}/mmlk/.mim/configs/slak' in proc.stdout
+    assert osp.isfile(tmp_path / 'wheel_run' / 'iter_2.pth')

@@ -1,0 +1,143 @@
+"""Export a trained mmlk model to ONNX, re-parameterised, and check it with onnxruntime.
+
+    python tools/deployment/export_onnx.py CONFIG CHECKPOINT OUT.onnx \
+        [--part auto|backbone] [--shape 224 224] [--tol 1e-4]
+
+Builds the config's model, loads CHECKPOINT strictly (a training-form or a deploy
+checkpoint), switches reparameterisable backbones (SLaK, RepLKNet, shift-wise) to their deploy
+form, and exports:
+
+* ``--part auto`` (default): a classifier's logits (mmpretrain), a segmentor's decode-head
+  logits (mmseg, tensor mode), a detector's neck features (mmdet: the RoI heads need mmcv ops
+  the exporter cannot write);
+* ``--part backbone``: the backbone's output feature maps.
+
+The graph is then run by onnxruntime on the same random input as PyTorch and the largest
+difference is printed; above ``--tol`` (relative to the largest PyTorch output) the tool exits
+with an error. Needs ``onnx``, ``onnxruntime`` and ``onnxscript`` (torch 2.14's exporter):
+``pip install -r requirements/deploy.txt`` (the environment ``make env`` builds has them).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from mmlk.utils import setup_torch_load  # noqa: E402
+
+setup_torch_load()
+
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+from torch import nn  # noqa: E402
+
+from mmlk.ops import switch_to_deploy  # noqa: E402
+from mmlk.utils.deploy import (build_model_for_weights, has_deploy_form,  # noqa: E402
+                               load_weights_strictly)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('out', help='the .onnx file to write')
+    parser.add_argument('--part', choices=['auto', 'backbone'], default='auto')
+    parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
+    parser.add_argument('--opset', type=int, default=18)
+    parser.add_argument('--tol', type=float, default=1e-4,
+                        help='largest accepted |onnxruntime - torch| / max |torch|')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args()
+
+
+class ExportedPart(nn.Module):
+    """The tensor-in, tensors-out part of an OpenMMLab model that is exported."""
+
+    def __init__(self, model: nn.Module, part: str) -> None:
+        super().__init__()
+        self.model, self.part = model, part
+
+    def forward(self, x: torch.Tensor):
+        model = self.model
+        if self.part == 'backbone':
+            return tuple(model.backbone(x))
+        if self.part == 'classifier':
+            return model.head(model.neck(model.backbone(x)) if model.with_neck
+                              else model.backbone(x))
+        if self.part == 'segmentor':
+            return model._forward(x)
+        return tuple(model.extract_feat(x))  # detector: neck features
+
+
+def choose_part(model: nn.Module, requested: str) -> str:
+    if requested == 'backbone':
+        return 'backbone'
+    kind = type(model).__name__
+    if hasattr(model, 'head') and hasattr(model, 'neck') and 'Classifier' in kind:
+        return 'classifier'
+    if hasattr(model, 'decode_head'):
+        return 'segmentor'
+    if hasattr(model, 'extract_feat'):
+        return 'detector'
+    raise SystemExit(f'error: do not know what to export of a {kind}; use --part backbone')
+
+
+def flatten(outputs):
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    return [t for out in outputs for t in flatten(out)]
+
+
+def main() -> None:
+    args = parse_args()
+    try:
+        import onnxruntime
+    except ImportError:
+        raise SystemExit('error: onnxruntime is not installed: pip install -r '
+                         'requirements/deploy.txt (onnx, onnxruntime, onnxscript)') from None
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    model = build_model_for_weights(cfg)
+    load_weights_strictly(model, args.checkpoint, args.config)
+    model.eval()
+    backbone = getattr(model, 'backbone', model)
+    if has_deploy_form(backbone) and not getattr(backbone, 'deploy', False):
+        switch_to_deploy(model)
+        print(f'{type(backbone).__name__}: re-parameterised to the deploy form')
+    part = choose_part(model, args.part)
+    wrapper = ExportedPart(model, part).eval()
+    x = torch.randn(1, 3, *args.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = [t.numpy() for t in flatten(wrapper(x))]
+    names = [f'output{i}' for i in range(len(reference))]
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    torch.onnx.export(wrapper, (x, ), args.out, input_names=['input'], output_names=names,
+                      opset_version=args.opset, dynamo=True, verbose=False)
+    session = onnxruntime.InferenceSession(args.out, providers=['CPUExecutionProvider'])
+    outputs = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    if len(outputs) != len(reference):
+        raise SystemExit(f'error: onnxruntime returned {len(outputs)} outputs, PyTorch '
+                         f'{len(reference)}')
+    worst = 0.0
+    for name, ours, theirs in zip(names, outputs, reference):
+        if ours.shape != theirs.shape:
+            raise SystemExit(f'error: {name}: onnxruntime shape {ours.shape} != PyTorch '
+                             f'{theirs.shape}')
+        error = float(abs(ours - theirs).max() / max(abs(theirs).max(), 1e-12))
+        worst = max(worst, error)
+        print(f'{name} {tuple(theirs.shape)}: max |onnxruntime - torch| / max |torch| = '
+              f'{error:.2e}')
+    nodes = __import__('onnx').load(args.out).graph.node
+    ops = sorted({n.op_type for n in nodes})
+    print(f'wrote {args.out} ({part}, input 1x3x{args.shape[0]}x{args.shape[1]}, '
+          f'{len(nodes)} nodes: {", ".join(ops)})')
+    if worst > args.tol:
+        raise SystemExit(f'error: onnxruntime differs from PyTorch by {worst:.2e} > --tol '
+                         f'{args.tol}')
+
+
+if __name__ == '__main__':
+    main()
