@@ -1,4 +1,5 @@
 """tools/train.py and tools/test.py end to end on the embedded data (tiny models, CPU)."""
+import glob
 import json
 import os.path as osp
 
@@ -67,3 +68,68 @@ def test_unknown_backbone_type_names_the_registry(tmp_path, demo_data):
     proc = run_tool('tools/train.py', cfg, '--work-dir', str(tmp_path / 'w'), check=False)
     assert proc.returncode != 0
     assert 'mmlk.SLaKK is not in the mmseg::model registry' in proc.stderr
+
+
+def _images(folder):
+    return sorted(p for p in glob.glob(osp.join(folder, '**', '*'), recursive=True)
+                  if p.endswith(('.png', '.jpg', '.JPEG', '.jpeg')))
+
+
+@pytest.mark.parametrize('task', ['mmseg', 'mmdet', 'mmpretrain'])
+def test_show_dir_writes_every_test_image(tmp_path, demo_data, task):
+    """--show-dir: one visualisation per test image, directly in the folder, for every task."""
+    if task == 'mmseg':
+        cfg, expected = tiny_seg_config(tmp_path, demo_data['ade20k']), 4
+    elif task == 'mmdet':
+        cfg, expected = tiny_voc_config(tmp_path, demo_data['voc']), 3
+    else:
+        model = f'model = dict({TINY_BACKBONE}, head=dict(in_channels={TINY_DIMS[-1]}))\n'
+        cfg = write_config(tmp_path, f'{CONFIGS}/slak_t_in1k.py',
+                           tiny_imagenet_body(demo_data['imagenet']) + model)
+        expected = 8
+    show = tmp_path / 'show'
+    run_tool('tools/test.py', cfg, '--work-dir', str(tmp_path / 'work'), '--show-dir', str(show))
+    images = _images(str(show))
+    assert len(images) == expected, images
+    assert all(osp.dirname(p) == str(show) for p in images)  # no timestamped sub-folder
+
+
+def test_complexity_without_checkpoint_prints_only_its_table(tmp_path):
+    out = tmp_path / 'not' / 'yet' / 'complexity.json'
+    proc = run_tool('tools/analysis/complexity.py', f'{CONFIGS}/upernet_slak_t_ade20k.py',
+                    '--shape', '64', '64', '--json', str(out), '--cfg-options',
+                    'model.backbone.norm_cfg.type=BN')
+    text = proc.stdout + proc.stderr
+    assert 'before and after calling `init_weights`' not in text
+    assert '| training |' in proc.stdout and '| deploy |' in proc.stdout
+    assert len(proc.stdout.splitlines()) < 10
+    numbers = json.load(open(out))  # the missing folders were created
+    assert numbers['training']['params'] > numbers['deploy']['params'] > 0
+
+
+def test_tensorboard_receives_the_sparse_and_kw_scalars_under_the_readme_tags(tmp_path,
+                                                                              demo_data):
+    """TensorBoard is in the environment; the README names the tags as they are written
+    (mmengine's log processor drops the message hub's ``train/`` prefix)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    model = f'model = dict({TINY_BACKBONE}, head=dict(in_channels={TINY_DIMS[-1]}))\n'
+    cfg = write_config(tmp_path, f'{CONFIGS}/slak_t_in1k.py', tiny_imagenet_body(
+        demo_data['imagenet']) + model + '''
+custom_hooks = [dict(type='mmlk.SparseTrainingHook', sparsity=0.4, init='ERK',
+                     growth='random', prune_rate=0.5, update_interval=1)]
+visualizer = dict(vis_backends=[dict(type='LocalVisBackend'),
+                                dict(type='TensorboardVisBackend')])
+default_hooks = dict(logger=dict(interval=1))
+''')
+    work = tmp_path / 'work'
+    run_tool('tools/train.py', cfg, '--work-dir', str(work))
+    events = glob.glob(str(work / '**' / 'events.out.tfevents.*'), recursive=True)
+    assert events
+    tags = set(EventAccumulator(events[0]).Reload().Tags()['scalars'])
+    readme = open(osp.join(osp.dirname(CONFIGS), 'README.md')).read()
+    for tag in ('sparsity', 'sparsity_stage0', 'prune_rate', 'num_pruned', 'num_grown', 'loss',
+                'lr'):
+        assert tag in tags, sorted(tags)
+    for tag in ('sparsity', 'prune_rate', 'num_pruned', 'num_grown', 'kw_temperature'):
+        assert f'`{tag}`' in readme
+    assert '`train/sparsity`' not in readme

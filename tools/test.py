@@ -13,7 +13,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmlk.models.utils import check_checkpoint_file  # noqa: E402
 from mmlk.utils import (add_runner_args, check_dataset_paths,  # noqa: E402
                         install_safety_hooks, load_config, setup_torch_load)
-from mmlk.utils import user_errors_as_messages  # noqa: E402
+from mmlk.utils import init_weights_quietly, user_errors_as_messages  # noqa: E402
 from mmlk.utils.distributed import setup_distributed  # noqa: E402
 
 setup_torch_load()
@@ -36,28 +36,36 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', help='dump predictions: a .pkl file (mmdet, mmpretrain) or a '
                         'folder of label PNGs (mmseg)')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
-    parser.add_argument('--show-dir', help='save visualised predictions to this folder')
+    parser.add_argument('--show-dir', help='save a visualisation of every test image (ground '
+                        'truth and prediction) into this folder')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds per shown image')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
     return parser.parse_args()
 
 
 def _visualization(cfg: Config, scope: str, args: argparse.Namespace) -> None:
+    """``--show``/``--show-dir``: every test image, for mmdet, mmseg and mmpretrain alike
+    (the task hooks draw every 50th batch / 5000th sample by default, and mmdet and mmpretrain
+    put a relative folder under ``work_dir/<timestamp>/``: an absolute one is used as is)."""
     hooks = cfg.get('default_hooks', {})
     hook = hooks.get('visualization')
     if hook is None:
         raise SystemExit('--show/--show-dir need default_hooks.visualization in the config')
+    show_dir = osp.abspath(args.show_dir) if args.show_dir else None
+    hook.update(show=args.show, wait_time=args.wait_time, interval=1)
     if scope == 'mmpretrain':
-        hook.update(enable=True, show=args.show, wait_time=args.wait_time)
-        if args.show_dir:
-            hook.out_dir = args.show_dir
-    else:  # mmdet and mmseg
-        hook.update(draw=True, show=args.show, wait_time=args.wait_time)
-        if args.show_dir:
-            if scope == 'mmdet':
-                hook.test_out_dir = args.show_dir
-            else:
-                cfg.visualizer.save_dir = args.show_dir
+        hook.enable = True
+        if show_dir:
+            hook.out_dir = show_dir
+    elif scope == 'mmdet':
+        hook.draw = True
+        if show_dir:
+            hook.test_out_dir = show_dir
+    else:  # mmseg draws through the visualizer's backends: one that writes into show_dir
+        hook.draw = True
+        if show_dir:
+            cfg.visualizer.vis_backends = [dict(type='LocalVisBackend', save_dir=show_dir,
+                                                img_save_dir='.')]
 
 
 def _tta(cfg: Config, scope: str) -> None:
@@ -123,7 +131,7 @@ def main() -> None:
             # Runner.test() loads weights but never runs init_weights: do it, so the baseline
             # is the model exactly as training would start from it.
             model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-            model.init_weights()
+            init_weights_quietly(model)
         metrics = runner.test()
     if not is_main_process():  # every rank has the metrics; rank 0 writes them
         return

@@ -9,8 +9,8 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
 __all__ = [
-    'DatasetNotFoundError', 'add_runner_args', 'check_dataset_paths', 'install_safety_hooks',
-    'load_config', 'prepare_optim_wrapper_for_device', 'resolve_resume_checkpoint',
+    'DatasetNotFoundError', 'add_runner_args', 'check_dataset_paths', 'init_weights_quietly',
+    'install_safety_hooks', 'load_config', 'prepare_optim_wrapper_for_device', 'resolve_resume_checkpoint',
     'setup_torch_load', 'use_seed_of_checkpoint', 'user_errors_as_messages'
 ]
 
@@ -138,6 +138,25 @@ def use_seed_of_checkpoint(cfg: Config, path: str) -> None:
         print_log(f'resuming with the seed of {path} ({seed}), not the config\'s '
                   f'randomness.seed={randomness["seed"]}', logger='current', level=30)
     cfg.randomness = dict(randomness, seed=seed)
+
+
+def init_weights_quietly(model) -> None:
+    """``model.init_weights()`` without mmengine's per-parameter report (one INFO paragraph
+    per tensor, "The value is the same before and after calling `init_weights`", thousands of
+    lines for a detector); warnings and errors still show."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    loggers = [MMLogger.get_instance(name) for name in (list(MMLogger._instance_dict) or
+                                                        ['mmengine'])]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def setup_torch_load() -> None:

@@ -12,12 +12,13 @@ weights, so its non-zero counts are the real ones.
 import argparse
 import copy
 import json
+import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmlk.utils import setup_torch_load, sparse_complexity  # noqa: E402
+from mmlk.utils import init_weights_quietly, setup_torch_load, sparse_complexity  # noqa: E402
 
 setup_torch_load()
 
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument('--json', help='also write the numbers to this file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
+    if args.json:  # before the computation, so a bad path fails at once
+        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -50,7 +53,7 @@ def main() -> None:
     if args.checkpoint:
         load_state_dict_checked(model, unwrap_state_dict(load_checkpoint_file(args.checkpoint)))
     else:
-        model.init_weights()
+        init_weights_quietly(model)
     model.eval()
     forms = {'training': model.backbone}
     if callable(getattr(model.backbone, 'switch_to_deploy', None)) and not getattr(

@@ -1,7 +1,7 @@
 """Effective receptive field of a backbone, as in the RepLKNet and SLaK papers.
 
-    python tools/analysis/erf.py CONFIG [--checkpoint CKPT] [--images DIR] [--num-images 50] \
-        [--size 1024] [--out-dir work_dirs/erf] [--name NAME]
+    python tools/analysis/erf.py CONFIG [--checkpoint CKPT | --layer-scale 1] [--images DIR] \
+        [--num-images 50] [--size 1024] [--out-dir work_dirs/erf] [--name NAME]
 
 CONFIG is any config whose ``model.backbone`` is an mmlk backbone or any other registered
 backbone (e.g. ``mmpretrain::convnext/convnext-tiny_32xb128_in1k.py`` or
@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmlk.utils import setup_torch_load  # noqa: E402
+from mmlk.utils import init_weights_quietly, setup_torch_load  # noqa: E402
 
 setup_torch_load()
 
@@ -52,8 +52,30 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--size', type=int, default=1024, help='input side (papers: 1024)')
     parser.add_argument('--out-dir', default='work_dirs/erf')
     parser.add_argument('--name', help='output file stem (default: the config name)')
+    parser.add_argument('--layer-scale', type=float,
+                        help='random init only: set every layer scale (ConvNeXt-style `gamma`, '
+                        'initialised at 1e-6 in SLaK/ConvNeXt, so that a random network is '
+                        'nearly its shortcut and every ERF is the same patch) to this value, '
+                        'e.g. 1, so the kernels\' reach shows. The papers measure trained '
+                        'models: pass --checkpoint for those')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the random init')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.layer_scale is not None and args.checkpoint:
+        parser.error('--layer-scale is for randomly initialised backbones (no --checkpoint)')
+    return args
+
+
+def set_layer_scale(backbone: torch.nn.Module, value: float) -> int:
+    """Set every layer-scale vector (parameters named ``gamma``) to ``value``; their count."""
+    scales = [p for n, p in backbone.named_parameters() if n.split('.')[-1] == 'gamma']
+    if not scales:
+        raise SystemExit(f'error: --layer-scale: {type(backbone).__name__} has no layer scale '
+                         '(parameters named gamma)')
+    with torch.no_grad():
+        for p in scales:
+            p.fill_(value)
+    return len(scales)
 
 
 def load_config(path: str) -> Config:
@@ -74,7 +96,7 @@ def build_backbone(cfg: Config, checkpoint: str = None) -> torch.nn.Module:
     if pooled:  # classification ConvNeXt-style backbones pool before their norm: keep the map
         backbone = MODELS.build(dict(backbone_cfg, gap_before_final_norm=False))
     if checkpoint is None:
-        backbone.init_weights()
+        init_weights_quietly(backbone)
     elif hasattr(backbone, 'load_pretrained'):  # mmlk: official layouts, strict
         backbone.load_pretrained(checkpoint, prefix='backbone.')
     else:
@@ -113,9 +135,10 @@ def save_heatmap(erf: np.ndarray, path: str, title: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 4.4), dpi=120)
     image = ax.imshow(log_scale(erf), cmap='RdYlGn', interpolation='nearest')
     ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xlabel('x (input pixels)')
+    ax.set_ylabel('y (input pixels)')
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label('log10(x + 1), x = summed ReLU(d centre output / d input)')
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -126,7 +149,11 @@ def main() -> None:
     cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    torch.manual_seed(args.seed)  # the random init is reproducible
     backbone = build_backbone(cfg, args.checkpoint)
+    if args.layer_scale is not None:
+        count = set_layer_scale(backbone, args.layer_scale)
+        print(f'random init with every layer scale set to {args.layer_scale:g} ({count} blocks)')
     preprocessor = cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {}
     mean, std = preprocessor.get('mean', IMAGENET_MEAN), preprocessor.get('std', IMAGENET_STD)
     erf = accumulate_erf(lambda x: backbone(x)[-1], image_batches(args, mean, std))
@@ -136,10 +163,12 @@ def main() -> None:
     stem = osp.join(args.out_dir, name)
     np.save(stem + '.npy', erf)
     table = erf_table(erf, DEFAULT_THRESHOLDS)
-    source = args.checkpoint or 'random init'
+    source = args.checkpoint or ('random init' if args.layer_scale is None else
+                                 f'random init, layer scale {args.layer_scale:g}')
     save_heatmap(erf, stem + '.png', f'{name} ({source}), {args.size}px')
     with open(stem + '.json', 'w') as f:
         json.dump(dict(config=args.config, checkpoint=args.checkpoint, size=args.size,
+                       layer_scale=args.layer_scale,
                        images=args.images or 'embedded', num_images=args.num_images,
                        area_ratio={f't={t:g}': r for t, r in table.items()}), f, indent=2)
     print(f'ERF of {name} ({source}) at {args.size}x{args.size}, log10(x+1)-scaled:')
