@@ -116,9 +116,16 @@ def test_a_mmlk_config_path_that_does_not_exist_is_named(tmp_path):
 @pytest.fixture(scope='module')
 def wheel_site(tmp_path_factory):
     """The files a non-editable ``pip install .`` puts in site-packages: the wheel, unpacked."""
+    import shutil
     out = tmp_path_factory.mktemp('wheel')
+    # Built from a clean copy (symlinks kept): an in-tree build leaves build/ behind, whose
+    # stale files would enter the next wheel.
+    source = out / 'source'
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        '.venv', '.git', 'build', 'work_dirs', 'data', '*.egg-info', '__pycache__',
+        'checkpoints'))
     subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
-                    '--no-build-isolation', '-w', str(out), REPO], check=True,
+                    '--no-build-isolation', '-w', str(out), str(source)], check=True,
                    capture_output=True, timeout=600)
     wheel = glob.glob(str(out / 'mmlk-*.whl'))[0]
     site = out / 'site'

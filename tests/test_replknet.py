@@ -491,3 +491,50 @@ def test_converter_cli_round_trip_31b_into_image_classifier(tmp_path):
     assert refused.returncode != 0
     assert 'stem.0.conv.weight: checkpoint (128, 3, 3, 3) vs model (192, 3, 3, 3)' in refused.stderr
     assert not (tmp_path / 'o.pth').exists()
+
+
+def test_imagenet_22k_checkpoint_is_usable_as_is_and_for_1k_fine_tuning(tmp_path):
+    """The 21841-class checkpoint loads strictly into the 22K config, and the 22K -> 1K
+    fine-tuning config takes its backbone and leaves the 1000-class head to train (instead of
+    'size mismatch for head.fc.weight')."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    from mmlk.models.utils import load_state_dict_checked
+    init_default_scope('mmpretrain')
+    tiny = dict(RepLKNet.arch_zoo['31L'], layers=[1, 1, 1, 1], channels=[8, 16, 32, 64])
+
+    def build(name):
+        cfg = Config.fromfile(osp.join(REPO, 'configs', 'replknet', name))
+        cfg.model.backbone.arch = tiny
+        cfg.model.backbone.norm_cfg = dict(type='BN')
+        cfg.model.head.in_channels = 64
+        return cfg
+
+    cfg22 = build('replknet-31l_in21k.py')
+    assert cfg22.model.head.num_classes == 21841 and cfg22.model.backbone.arch['channels']
+    torch.manual_seed(0)
+    model22 = MODELS.build(cfg22.model)
+    state = model22.state_dict()
+    assert state['head.fc.weight'].shape == (21841, 64)
+    path = tmp_path / 'replknet-31l_in21k_mmlk.pth'
+    torch.save({'state_dict': state}, path)
+    load_state_dict_checked(MODELS.build(cfg22.model), state)  # strict: every key fits
+    cfg1k = build('replknet-31l_in21k-pre_32xb64_in1k-384px.py')
+    assert cfg1k.model.head.num_classes == 1000
+    assert cfg1k.model.backbone.init_cfg.type == 'Pretrained'
+    cfg1k.model.backbone.init_cfg.checkpoint = str(path)
+    model1k = MODELS.build(cfg1k.model)
+    model1k.init_weights()
+    torch.testing.assert_close(model1k.backbone.stages[2].blocks[0].pw1.conv.weight,
+                               state['backbone.stages.2.blocks.0.pw1.conv.weight'])
+    assert model1k.head.fc.weight.shape == (1000, 64)
+    # the recipe: 384 px, layer decay 0.7 over RepLKNet's ids, drop path 0.3
+    assert cfg1k.optim_wrapper.paramwise_cfg.decay_rate == 0.7
+    assert cfg1k.model.backbone.drop_path_rate == 0.3
+    xl = Config.fromfile(osp.join(REPO, 'configs', 'replknet',
+                                  'replknet-xl_meg73m-pre_32xb64_in1k-320px.py'))
+    assert xl.data_preprocessor.mean == [127.5] * 3 and xl.data_preprocessor.std == [127.5] * 3
+    assert xl.model.backbone.arch == 'XL'
+    assert any(t.get('scale') == (320, 320) for t in xl.test_pipeline)

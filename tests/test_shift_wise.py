@@ -474,3 +474,47 @@ def test_dense_and_shift_add_executions_train_identically(anchor):
         torch.testing.assert_close(dense.state_dict(), shifted.state_dict(), atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match='impl must be one of'):
         ShiftWiseLargeKernelConv(4, 13, 3, impl='fft')
+
+
+def test_tables_are_the_released_constructors_draws_for_every_sw_t_layer():
+    """The release stores neither the ghost split nor the tile arrangements: each layer's
+    constructor draws them (SW_v2_unirep.py: ``np.random.seed(123)`` then ``choice`` without
+    replacement for the ghosts; add_shift.py ``shuffle_idx_2_gen_pads``:
+    ``torch.manual_seed(123)``, then per replica one ``randperm(nk)`` per channel for the
+    horizontal strip, the same for the vertical one, then one ``randint(0, nk, [R])`` per
+    replica for the reused k x k tile). Those exact calls on the *global* generators, as the
+    released code makes them, give mmlk's buffers for every layer of SW-T, so the regenerated
+    tables are the ones the released weights were trained with."""
+    import numpy as np
+
+    from mmlk.models.backbones import ShiftWiseNet
+    from mmlk.ops.shift_wise import ShiftWiseConv
+    torch.manual_seed(0)
+    model = ShiftWiseNet('tiny')
+    layers = [m for m in model.modules() if isinstance(m, ShiftWiseConv)]
+    assert len(layers) > 10
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    try:
+        for layer in layers:
+            channels = layer.channels
+            reps = int(channels * (1 - 0.23)) // 2 * 2
+            np.random.seed(123)
+            ghost = sorted(np.random.choice(channels, channels - reps, replace=False).tolist())
+            rep = list(set(range(channels)) - set(ghost))
+            assert layer.ghost_index.tolist() == ghost and layer.rep_index.tolist() == rep
+            nk, replicas = layer.num_tiles, layer.index_h.shape[0]
+            torch.manual_seed(123)
+            horizontal = [torch.cat([torch.randperm(nk) + c * nk for c in range(reps)])
+                          for _ in range(replicas)]
+            vertical = [torch.cat([torch.randperm(nk) + c * nk for c in range(reps)])
+                        for _ in range(replicas)]
+            identity = [torch.randint(0, nk, [reps]) + torch.arange(reps) * nk
+                        for _ in range(replicas)]
+            offsets = torch.arange(reps).view(-1, 1) * nk
+            for r in range(replicas):
+                assert torch.equal((layer.index_h[r] + offsets).flatten(), horizontal[r])
+                assert torch.equal((layer.index_v[r] + offsets).flatten(), vertical[r])
+                assert torch.equal(layer.index_small[r] + offsets.flatten(), identity[r])
+    finally:
+        torch.set_rng_state(torch_state)
+        np.random.set_state(np_state)

@@ -235,3 +235,37 @@ def test_frozen_mode_on_dense_weights_trains_dense(tmp_path, demo_data):
     hook = sparse_hook(runner)
     assert hook.engine is None
     assert torch.count_nonzero(runner.model.backbone.stages[0][0].pwconv1.weight) > 0
+
+
+def test_slak_t_config_selects_the_head_and_snip_may_keep_it_dense():
+    """configs/slak/slak-t_32xb128_in1k.py: the head is selected (scope='model', as the
+    official engine); SNIP densities >= 0.99 keep a layer dense (the official 0.99 rule), which
+    is what leaves the head, stem and downsamplers at sparsity 0 in a real run."""
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    from mmlk.engine.hooks import SparseTrainingHook
+    from mmlk.engine.sparsity import SparseEngine, select_sparse_targets
+    cfg = Config.fromfile(f'{CONFIGS}/slak/slak-t_32xb128_in1k.py')
+    spec = next(h for h in cfg.custom_hooks if h['type'] == 'mmlk.SparseTrainingHook')
+    assert spec['scope'] == 'model' and spec['init'] == 'snip'
+    assert 'head' in open(f'{CONFIGS}/slak/slak-t_32xb128_in1k.py').read().split(
+        'custom_hooks')[0].split('Dynamic sparse training')[1]
+    init_default_scope('mmpretrain')
+    cfg.model.backbone.arch = dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64])
+    cfg.model.backbone.kernel_size = (7, 7, 7, 5, 3)
+    cfg.model.backbone.norm_cfg = dict(type='BN')
+    cfg.model.head.in_channels = 83
+    model = MODELS.build(cfg.model)
+    hook = SparseTrainingHook(**{k: v for k, v in spec.items() if k != 'type'})
+    targets = select_sparse_targets(model, **hook.selection)
+    names = [t.name for t in targets]
+    assert 'head.fc.weight' in names and 'backbone.downsample_layers.0.0.weight' in names
+    # a SNIP score that puts the head at >= 99% density keeps it dense, out of the engine
+    scores = [torch.rand_like(t.param) for t in targets]
+    scores[names.index('head.fc.weight')] += 100.0
+    engine = SparseEngine(targets, total_steps=10, sparsity=0.4, init='snip')
+    engine.init_masks(scores)
+    assert engine.layer_sparsity()['head.fc.weight'] == 0.0
+    assert 'head.fc.weight' in engine.dense_layers
+    assert abs(engine.overall_sparsity() - 0.4) < 0.01
