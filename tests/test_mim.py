@@ -174,3 +174,22 @@ def test_non_editable_install_inherits_from_its_own_mim_folder(tmp_path, wheel_s
                cwd=str(tmp_path / 'project'))
     assert f'{wheel_site}/mmlk/.mim/configs/slak' in proc.stdout
     assert osp.isfile(tmp_path / 'wheel_run' / 'iter_2.pth')
+
+
+def test_non_editable_install_trains_through_its_tools_and_mim(tmp_path, wheel_site, demo_data):
+    """With the wheel's copy of mmlk first on the path (PYTHONPATH; the environment's
+    mmlk-config-prefix.pth then installs the hook from that copy), the wheel's own
+    .mim/tools/train.py and ``mim train mmlk`` train the user config."""
+    cfg = user_config(tmp_path, demo_data['ade20k'])
+    project = osp.dirname(cfg)
+    env = dict(PYTHONPATH=wheel_site)
+    probe = run([sys.executable, '-c', 'import mmlk, mmlk.config_prefix as c; '
+                 'print(mmlk.__file__); print(c.package_dir())'], cwd=project, env=env).stdout
+    assert probe.split() == [f'{wheel_site}/mmlk/__init__.py', f'{wheel_site}/mmlk']
+    train = osp.join(wheel_site, 'mmlk', '.mim', 'tools', 'train.py')
+    run([sys.executable, train, cfg, '--work-dir', str(tmp_path / 'tool')], cwd=project, env=env)
+    assert osp.isfile(tmp_path / 'tool' / 'iter_2.pth')
+    proc = run([osp.join(VENV_BIN, 'mim'), 'train', 'mmlk', cfg, '--work-dir',
+                str(tmp_path / 'mim')], cwd=project, env=env)
+    assert osp.isfile(tmp_path / 'mim' / 'iter_2.pth')
+    assert f'{wheel_site}/mmlk/.mim/tools/train.py' in proc.stdout + proc.stderr
