@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from mmlk.ops import (DecomposedLargeKernelConv, DepthwiseConv2d, ReparamLargeKernelConv,
                       depthwise_conv2d, depthwise_impl)
-from mmlk.ops.depthwise import _DepthwiseConvCPU
+from mmlk.ops.depthwise import DepthwiseConvFunction
 
 
 def aten(x, w, b):
@@ -62,17 +62,18 @@ def test_the_fast_backward_is_used_and_closer_to_float64_than_needed():
     torch.manual_seed(0)
     x, weight = torch.randn(2, 4, 24, 24), torch.randn(4, 1, 17, 5)
     calls = []
-    original = _DepthwiseConvCPU.backward
+    original = DepthwiseConvFunction.backward
 
     def spy(ctx, grad):
-        calls.append(1)
+        calls.append(ctx.backend)
         return original(ctx, grad)
-    _DepthwiseConvCPU.backward = staticmethod(spy)
+    DepthwiseConvFunction.backward = staticmethod(spy)
     try:
         _, _, grad_w, _ = grads(depthwise_conv2d, x, weight, None)
     finally:
-        _DepthwiseConvCPU.backward = staticmethod(original)
-    assert calls == [1]
+        DepthwiseConvFunction.backward = staticmethod(original)
+    from mmlk.ops.depthwise import CPU_BACKEND
+    assert calls == [CPU_BACKEND]
     _, _, exact, _ = grads(aten, x.double(), weight.double(), None)
     assert float((grad_w.double() - exact).abs().max() / exact.abs().max()) < 1e-6
 

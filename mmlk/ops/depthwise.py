@@ -37,7 +37,7 @@ Autocast follows ``F.conv2d``'s rule (convolutions run in the autocast dtype). G
 import contextlib
 import os
 import warnings
-from typing import Iterator, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -93,11 +93,6 @@ def _capturing() -> bool:
             or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export())
 
 
-def _grad_input(grad: Tensor, weight: Tensor, padding: Tuple[int, int]) -> Tensor:
-    # "same" stride-1 odd kernel: the adjoint is the correlation with the flipped kernel.
-    return F.conv2d(grad, weight.flip(-2, -1), padding=padding, groups=weight.shape[0])
-
-
 def _grad_weight(x: Tensor, grad: Tensor, kernel_size: Tuple[int, int]) -> Tensor:
     kh, kw = kernel_size
     channels, height = x.shape[1], x.shape[2]
@@ -115,33 +110,46 @@ def _grad_weight(x: Tensor, grad: Tensor, kernel_size: Tuple[int, int]) -> Tenso
     return total.reshape(channels, 1, kh, kw)
 
 
-def bias_grad(ctx, grad: Tensor) -> Optional[Tensor]:
-    """dL/db of a conv, accumulated in float32, if the bias needs it (input 2 of ``ctx``)."""
-    if ctx.has_bias and ctx.needs_input_grad[2]:
-        return grad.sum((0, 2, 3), dtype=torch.float32).to(grad.dtype)
-    return None
+class DepthwiseBackend(NamedTuple):
+    """How one implementation computes the op: ``forward(x, weight, bias)`` ("same" padding)
+    and ``weight_grad(x, grad, kernel_size)`` (float32 or the input dtype)."""
+    forward: Callable[[Tensor, Tensor, Optional[Tensor]], Tensor]
+    weight_grad: Callable[[Tensor, Tensor, Tuple[int, int]], Tensor]
 
 
-class _DepthwiseConvCPU(torch.autograd.Function):
-    """aten's forward; the backward of the module docstring."""
+def _aten_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    kh, kw = weight.shape[-2:]
+    return F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2), groups=weight.shape[0])
+
+
+CPU_BACKEND = DepthwiseBackend(_aten_forward, lambda x, g, k: _grad_weight(x, g, k))
+
+
+class DepthwiseConvFunction(torch.autograd.Function):
+    """The op's autograd, for any :class:`DepthwiseBackend` (CPU: aten's forward and the
+    backward of the module docstring; GPU: the Triton kernels)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor],
-                padding: Tuple[int, int]) -> Tensor:
+                backend: DepthwiseBackend) -> Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.padding, ctx.has_bias = padding, bias is not None
-        return F.conv2d(x, weight, bias, padding=padding, groups=weight.shape[0])
+        ctx.backend, ctx.has_bias = backend, bias is not None
+        return backend.forward(x, weight, bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
-        grad_x = grad_w = None
+        grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = _grad_input(grad, weight, ctx.padding)
+            # "same" stride-1 odd kernel: the adjoint is the correlation with the flipped
+            # kernel, i.e. the forward on the flipped weights.
+            grad_x = ctx.backend.forward(grad, weight.flip(-2, -1), None)
         if ctx.needs_input_grad[1]:
-            grad_w = _grad_weight(x, grad, weight.shape[-2:]).to(weight.dtype)
-        return grad_x, grad_w, bias_grad(ctx, grad), None
+            grad_w = ctx.backend.weight_grad(x, grad, weight.shape[-2:]).to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3), dtype=torch.float32).to(grad.dtype)
+        return grad_x, grad_w, grad_b, None
 
 
 def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
@@ -187,7 +195,7 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
                 x.requires_grad or weight.requires_grad
                 or (bias is not None and bias.requires_grad)):
             return F.conv2d(x, weight, bias, padding=same, groups=channels)
-        return _DepthwiseConvCPU.apply(x, weight, bias, same)
+        return DepthwiseConvFunction.apply(x, weight, bias, CPU_BACKEND)
 
 
 def _triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], forced: bool) -> Tensor:

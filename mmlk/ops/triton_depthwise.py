@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .depthwise import bias_grad
+from .depthwise import DepthwiseBackend, DepthwiseConvFunction
 
 __all__ = ['triton_depthwise_conv2d']
 
@@ -125,27 +125,10 @@ def _weight_grad(x: Tensor, grad: Tensor, kernel_size) -> Tensor:
     return partial.sum(0).unsqueeze(1)
 
 
-class _DepthwiseConvTriton(torch.autograd.Function):
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return _forward(x, weight, bias)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor):
-        x, weight = ctx.saved_tensors
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _forward(grad, weight.flip(-2, -1), None)
-        if ctx.needs_input_grad[1]:
-            grad_w = _weight_grad(x, grad, weight.shape[-2:]).to(weight.dtype)
-        return grad_x, grad_w, bias_grad(ctx, grad)
+TRITON_BACKEND = DepthwiseBackend(_forward, _weight_grad)
 
 
 def triton_depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """"Same"-padded stride-1 depthwise conv with the Triton kernels (checked arguments come
     from :func:`mmlk.ops.depthwise.depthwise_conv2d`)."""
-    return _DepthwiseConvTriton.apply(x, weight, bias)
+    return DepthwiseConvFunction.apply(x, weight, bias, TRITON_BACKEND)

@@ -3,8 +3,8 @@
     python tools/model_converters/kw_to_mmlk.py kw1x_resnet50.pth \
         checkpoints/kw1x-resnet50_in1k_mmlk.pth --model resnet50 --budget 1x
 
-Accepts ``{'model': ..., 'model_ema': ...}`` training files (``--use-ema`` takes the EMA copy,
-the one the ConvNeXt results are reported with), raw or ``module.``-prefixed state dicts and
+Accepts ``{'model': ..., 'model_ema': ...}`` training files, raw or ``module.``-prefixed state
+dicts and
 mmdet 2.x downstream files (``backbone.*``). Warehouses (``warehouse_manager.weights.i``) and
 attention keys keep their names; ``temp_bias`` is not saved upstream and is rebuilt by the
 mmlk backbone. The classifier becomes mmpretrain's ``head.fc.*`` (``fc`` for ResNet,
@@ -12,6 +12,11 @@ mmlk backbone. The classifier becomes mmpretrain's ``head.fc.*`` (``fc`` for Res
 and its warehouse become ``mmlk.KWLinearClsHead``'s. Every backbone tensor is checked against
 the mmlk model of the given ``--model``/``--budget``: another variant is refused with the
 offending keys and both shapes named, before anything is written.
+
+It converts ``model`` unless ``--use-ema`` is given, and prints which container it read (also
+stored as ``meta.converted_tensors``): ``model`` is what the official evaluation loads
+(``main.py --eval --resume`` reads ``checkpoint['model']``); ``--use-ema`` takes the EMA copy
+that ConvNeXt's ``model_ema_eval`` measured during training.
 """
 import os.path as osp
 import re
