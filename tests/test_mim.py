@@ -78,8 +78,9 @@ Runner.from_cfg(cfg).train()
 
 
 def test_editable_install_inherits_mmlk_configs_everywhere(tmp_path, demo_data):
-    """The environment's editable install: tools/train.py, a plain Runner.from_cfg script and
-    ``mim train mmlk`` train a config that inherits ``mmlk::...`` from outside the repo."""
+    """The environment's editable install: tools/train.py, a plain Runner.from_cfg script,
+    mmseg's own train script and ``mim train mmlk`` train a config that inherits
+    ``mmlk::...`` from outside the repo."""
     assert osp.isfile(osp.join(SITE, 'mmlk-config-prefix.pth'))  # installed by setup.py
     cfg = user_config(tmp_path, demo_data['ade20k'])
     project = osp.dirname(cfg)
@@ -92,7 +93,11 @@ def test_editable_install_inherits_mmlk_configs_everywhere(tmp_path, demo_data):
     run([sys.executable, osp.join(REPO, 'tools', 'train.py'), cfg, '--work-dir',
          str(tmp_path / 'tool')], cwd=project)
     assert osp.isfile(tmp_path / 'tool' / 'iter_2.pth')
-    # 3. mim: the tools and configs under mmlk/.mim
+    # 3. mmseg's own train script (and `mim train mmsegmentation` with it)
+    mmseg_train = osp.join(SITE, 'mmseg', '.mim', 'tools', 'train.py')
+    run([sys.executable, mmseg_train, cfg, '--work-dir', str(tmp_path / 'mmseg')], cwd=project)
+    assert osp.isfile(tmp_path / 'mmseg' / 'iter_2.pth')
+    # 4. mim: the tools and configs under mmlk/.mim
     mim = osp.join(VENV_BIN, 'mim')
     proc = run([mim, 'train', 'mmlk', cfg, '--work-dir', str(tmp_path / 'mim')], cwd=project)
     assert osp.isfile(tmp_path / 'mim' / 'iter_2.pth'), proc.stdout[-2000:]
