@@ -8,8 +8,9 @@ and only for the package ``mmlk``:
 
 1. ``mmengine.config.utils.MODULE2PACKAGE['mmlk'] = 'mmlk'``: the prefix is accepted;
 2. the package directory of ``mmlk`` is where Python imports it from, for editable installs
-   too (mmengine and mim, ``mim list`` included, look for ``<site-packages>/mmlk``, which an
-   editable install does not have); its ``.mim/`` holds the configs, tools and model index (the mim convention:
+   too (mmengine and mim look for ``<site-packages>/mmlk``, which an editable install does not
+   have; ``mim list`` runs its own copy of that lookup, which no patch reaches, so it lists
+   only a non-editable mmlk); its ``.mim/`` holds the configs, tools and model index (the mim convention:
    symlinks to the repository's ``configs/``, ``tools/`` and ``model-index.yml`` in a
    checkout, real copies in a wheel);
 3. an inherited ``mmlk::`` config gets no ``_scope_='mmlk'``. mmengine gives a config
@@ -75,34 +76,10 @@ def _patch_mim_utils(module) -> None:
         module.get_installed_path = _installed_path(module.get_installed_path)
 
 
-def _patch_mim_list(module) -> None:
-    """``mim list`` looks for ``<dist location>/mmlk/.mim``: add mmlk from where it is."""
-    original = module.list_package
-    if getattr(original, '_mmlk', False):
-        return
-
-    def list_package(all: bool = False):
-        rows = original(all=all)
-        if all or any(row[0] == PACKAGE for row in rows):
-            return rows
-        try:
-            from importlib.metadata import version
-            if osp.exists(osp.join(package_dir(), '.mim', 'model-index.yml')):
-                rows = sorted(rows + [(PACKAGE, version(PACKAGE), package_dir())],
-                              key=lambda row: row[0])
-        except Exception:  # not installed as a distribution: nothing to list
-            pass
-        return rows
-
-    list_package._mmlk = True
-    module.list_package = list_package
-
-
 # module name -> patch, applied right after the module's code has run
 _PATCHES: Dict[str, Callable] = {
     'mmengine.config.config': _patch_mmengine_config,
     'mim.utils.utils': _patch_mim_utils,
-    'mim.commands.list': _patch_mim_list,
 }
 
 

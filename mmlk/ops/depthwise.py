@@ -122,7 +122,7 @@ def _aten_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     return F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2), groups=weight.shape[0])
 
 
-CPU_BACKEND = DepthwiseBackend(_aten_forward, lambda x, g, k: _grad_weight(x, g, k))
+CPU_BACKEND = DepthwiseBackend(_aten_forward, _grad_weight)
 
 
 class DepthwiseConvFunction(torch.autograd.Function):
@@ -171,7 +171,7 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
                          f'kernel\'s {channels} channels (N, C, H, W expected)')
     impl = current_impl()
     if impl == 'native' or _capturing():
-        return F.conv2d(x, weight, bias, padding=same, groups=channels)
+        return _aten_forward(x, weight, bias)
     # Taps farther from the centre than the map is wide never meet a pixel: their products are
     # all with padding zeros. Crop them (exact, and their gradient is exactly 0, as aten's):
     # e.g. SLaK's 47x5 kernels on 8x8 maps compute as 15x5.
@@ -180,7 +180,6 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
         top, left = (kh - reach_h) // 2, (kw - reach_w) // 2
         weight = weight[:, :, top:top + reach_h, left:left + reach_w]
         kh, kw = reach_h, reach_w
-        same = (kh // 2, kw // 2)
     device = x.device.type
     if torch.is_autocast_enabled(device):
         # F.conv2d's autocast rule: run in the autocast dtype (the casts are differentiable).
@@ -194,8 +193,11 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
         if device != 'cpu' or not large or not torch.is_grad_enabled() or not (
                 x.requires_grad or weight.requires_grad
                 or (bias is not None and bias.requires_grad)):
-            return F.conv2d(x, weight, bias, padding=same, groups=channels)
+            return _aten_forward(x, weight, bias)
         return DepthwiseConvFunction.apply(x, weight, bias, CPU_BACKEND)
+
+
+_TRITON: Optional[bool] = None  # None: not looked for yet; False: missing or failed once
 
 
 def _triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], forced: bool) -> Tensor:
@@ -210,11 +212,7 @@ def _triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], forced: bool) -> 
                       f'{err}); using aten\'s convolution from now on (MMLK_DW_IMPL=native '
                       'silences this)')
         _TRITON = False
-        kh, kw = weight.shape[-2:]
-        return F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2), groups=weight.shape[0])
-
-
-_TRITON: Optional[bool] = None
+        return _aten_forward(x, weight, bias)
 
 
 def _triton_usable() -> bool:

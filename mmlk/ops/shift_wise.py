@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .depthwise import depthwise_conv2d
+
 __all__ = ['tile_starts', 'shift_add_strip', 'shift_add_small', 'strip_to_tiles',
            'tiles_to_strip', 'ShiftWiseLargeKernelConv', 'ShiftWiseConv', 'replica_tables',
            'ghost_split']
@@ -151,7 +153,6 @@ def centred_strip(tiles: Tensor, starts: Sequence[int], small_kernel: int,
 def strip_conv(x: Tensor, strip: Tensor, pad: int, horizontal: bool,
                bias: Optional[Tensor] = None) -> Tensor:
     """Depthwise "same" convolution with a :func:`centred_strip`."""
-    from .depthwise import depthwise_conv2d
     return depthwise_conv2d(x, strip, bias)  # centred: "same" padding (short // 2, pad)
 
 
@@ -436,7 +437,6 @@ class ShiftWiseConv(nn.Module):
         """The horizontal, vertical and small outputs before their BNs."""
         size, k = x_rep.shape[-2:], self.small_kernel
         if self.impl == 'dense':
-            from .depthwise import depthwise_conv2d
             from .large_kernel import to_depthwise_layout
             x_rep = to_depthwise_layout(x_rep)
             tiles_h, tiles_v, small = self.merged_tiles(sum(conv.weight for conv in self.LoRAs))

@@ -10,8 +10,9 @@ from mmengine.logging import print_log
 
 __all__ = [
     'DatasetNotFoundError', 'add_runner_args', 'check_dataset_paths', 'init_weights_quietly',
-    'install_safety_hooks', 'load_config', 'prepare_optim_wrapper_for_device', 'resolve_resume_checkpoint',
-    'setup_torch_load', 'use_seed_of_checkpoint', 'user_errors_as_messages'
+    'install_safety_hooks', 'load_config', 'prepare_optim_wrapper_for_device',
+    'resolve_resume_checkpoint', 'setup_torch_load', 'use_seed_of_checkpoint',
+    'user_errors_as_messages'
 ]
 
 

@@ -23,11 +23,8 @@ from mmlk.utils import init_weights_quietly, setup_torch_load, sparse_complexity
 setup_torch_load()
 
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
-import mmlk  # noqa: E402,F401  (registers the backbones)
-from mmlk.models.utils import (load_checkpoint_file, load_state_dict_checked,  # noqa: E402
-                               unwrap_state_dict)
+from mmlk.utils.deploy import build_model_for_weights, load_weights_strictly  # noqa: E402
 
 
 def main() -> None:
@@ -45,13 +42,9 @@ def main() -> None:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
-    cfg.model.backbone.init_cfg = None  # the checkpoint (or the init) decides the weights
-    if cfg.model.get('type') == 'ImageClassifier':  # as Runner.from_cfg does for mmpretrain
-        cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    model = MODELS.build(cfg.model)
+    model = build_model_for_weights(cfg)  # the checkpoint (or the init) decides the weights
     if args.checkpoint:
-        load_state_dict_checked(model, unwrap_state_dict(load_checkpoint_file(args.checkpoint)))
+        load_weights_strictly(model, args.checkpoint, args.config)
     else:
         init_weights_quietly(model)
     model.eval()
