@@ -52,7 +52,8 @@ setup(
     version='0.1.0',
     description='Large-kernel ConvNets for OpenMMLab 2.x (SLaK, RepLKNet, shift-wise, KernelWarehouse)',
     packages=find_packages(include=['mmlk', 'mmlk.*']),
-    package_data={'mmlk': ['.mim/model-index.yml', '.mim/configs/**/*.py',
+    # ops/csrc: the CPU kernel's source, compiled on first use (mmlk/ops/native.py)
+    package_data={'mmlk': ['ops/csrc/*.cpp', '.mim/model-index.yml', '.mim/configs/**/*.py',
                            '.mim/configs/**/*.yml', '.mim/tools/**/*.py', '.mim/tools/*.sh']},
     cmdclass={'build_py': BuildPyWithStartupHook, 'editable_wheel': EditableWheelWithStartupHook},
     python_requires='>=3.9',

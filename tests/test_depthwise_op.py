@@ -78,6 +78,90 @@ def test_the_fast_backward_is_used_and_closer_to_float64_than_needed():
     assert float((grad_w.double() - exact).abs().max() / exact.abs().max()) < 1e-6
 
 
+
+# ------------------------------------------------------- the compiled CPU weight gradient
+KERNEL_CASES = [  # (N, C, H, W, kh, kw): channel counts around the vector width, tails, N > 1
+    (1, 37, 20, 18, 17, 5), (3, 16, 9, 11, 5, 31), (2, 5, 12, 12, 13, 13), (5, 33, 6, 17, 1, 3),
+    (1, 70, 8, 8, 15, 15),
+]
+
+
+@pytest.mark.parametrize('case', KERNEL_CASES, ids=[str(c) for c in KERNEL_CASES])
+@pytest.mark.parametrize('layout', ['nchw', 'channels_last', 'strided'])
+@pytest.mark.parametrize('threads', [1, 2])
+def test_compiled_weight_gradient_equals_float64(case, layout, threads):
+    from mmlk.ops import native
+    from mmlk.ops.depthwise import _grad_weight_grouped
+    n, c, h, w_, kh, kw = case
+    torch.manual_seed(0)
+    x, grad = torch.randn(n, c, h, w_), torch.randn(n, c, h, w_)
+    if layout == 'channels_last':
+        x, grad = (t.contiguous(memory_format=torch.channels_last) for t in (x, grad))
+    elif layout == 'strided':
+        x, grad = torch.randn(n, 2 * c, h, w_)[:, ::2], torch.randn(n, c, h, 1).expand_as(x)
+    exact = torch.nn.grad.conv2d_weight(x.double(), (c, 1, kh, kw), grad.double(),
+                                        padding=(kh // 2, kw // 2), groups=c)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ours = native.grad_weight(x, grad, (kh, kw))
+    finally:
+        torch.set_num_threads(old)
+    assert ours is not None, 'the kernel did not build on this machine'
+    assert ours.shape == (c, 1, kh, kw) and ours.dtype == torch.float32
+    scale = float(exact.abs().max())
+    assert float((ours.double() - exact).abs().max()) < 1e-6 * scale
+    # the grouped-convolution formulation (no compiler, other dtypes) gives the same numbers
+    grouped = _grad_weight_grouped(x, grad, (kh, kw))
+    assert float((grouped.double() - exact).abs().max()) < 1e-6 * scale
+
+
+def test_fp32_backward_uses_the_compiled_kernel(monkeypatch):
+    from mmlk.ops import native
+    calls = []
+    original = native.grad_weight
+    monkeypatch.setattr(native, 'grad_weight', lambda *a: calls.append(a[2]) or original(*a))
+    x = torch.randn(1, 4, 12, 12, requires_grad=True)
+    w = torch.randn(4, 1, 11, 5, requires_grad=True)
+    depthwise_conv2d(x, w).sum().backward()
+    assert calls == [(11, 5)]
+    calls.clear()  # float64 (gradcheck) takes the grouped formulation
+    depthwise_conv2d(x.double(), w.double()).sum().backward()
+    assert calls == []
+
+
+def test_kernel_build_is_cached_and_a_missing_compiler_falls_back(monkeypatch, tmp_path):
+    from mmlk.ops import native
+    monkeypatch.setenv('MMLK_CACHE_DIR', str(tmp_path))
+    monkeypatch.setattr(native, '_library', None)
+    monkeypatch.setattr(native, '_failed', False)
+    runs = []
+    real_run = native.subprocess.run
+    monkeypatch.setattr(native.subprocess, 'run', lambda cmd, **k: runs.append(cmd) or real_run(
+        cmd, **k))
+    assert native.load() is not None
+    built = list((tmp_path / 'kernels').iterdir())
+    assert len(built) == 1 and built[0].suffix == '.so'  # no temporary file left behind
+    assert sum('-o' in cmd for cmd in runs) == 1
+    monkeypatch.setattr(native, '_library', None)  # a new process: loads the cached build
+    assert native.load() is not None
+    assert sum('-o' in cmd for cmd in runs) == 1
+    monkeypatch.undo()
+
+    # no compiler: one warning, then the grouped formulation gives the same gradient
+    monkeypatch.setattr(native, '_library', None)
+    monkeypatch.setattr(native, '_failed', False)
+    monkeypatch.setattr(native, '_compiler', lambda: None)
+    with pytest.warns(UserWarning, match='no C\\+\\+ compiler'):
+        assert native.load() is None
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 3, 10, 10), torch.randn(3, 1, 9, 5)
+    _, _, fallback, _ = grads(depthwise_conv2d, x, w, None)
+    monkeypatch.undo()
+    with depthwise_impl('native'):
+        _, _, reference, _ = grads(depthwise_conv2d, x, w, None)
+    torch.testing.assert_close(fallback, reference, rtol=1e-5, atol=1e-5)
+
 def test_gradcheck_in_float64():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)

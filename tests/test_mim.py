@@ -148,6 +148,8 @@ def test_wheel_ships_configs_tools_model_index_and_the_startup_hook(wheel_site):
                      'tools/test.py', 'tools/dist_train.sh'):
         path = osp.join(mim, relative)
         assert osp.isfile(path) and not osp.islink(path), relative
+    # the CPU weight-gradient kernel's source, compiled on first use
+    assert osp.isfile(osp.join(wheel_site, 'mmlk', 'ops', 'csrc', 'depthwise_grad_weight.cpp'))
     shipped = {osp.relpath(p, osp.join(mim, 'configs'))
                for p in glob.glob(osp.join(mim, 'configs', '**', '*.py'), recursive=True)}
     in_repo = {osp.relpath(p, osp.join(REPO, 'configs'))

@@ -4,18 +4,21 @@ depthwise convolution with odd (square or rectangular) kernels, whose backward i
 Why an op of our own: PyTorch's CPU weight gradient of a depthwise conv (aten
 ``convolution_backward``) is 5-55x slower than its forward for SLaK's 51x5 / 5x51 and
 RepLKNet's 31x31 kernels (200x for 31x31 on 128x128 maps), so training spent most of its time
-there. The same gradient is one grouped convolution with the roles of the operands swapped:
+there. The op's backward computes
 
     dL/dw[c, i, j] = sum_{n,h,w} x_pad[n, c, h + i, w + j] * g[n, c, h, w]
-                   = conv2d(x_pad[n] as (1, C, Hp, Wp), g[n] as (C, 1, H, W), groups=C)[c, i, j]
 
-summed over the samples ``n`` and over bands of 8 output rows (one call per band: the band's
-input stays in cache; measured 1.5-3x faster than one call per sample, which is itself
-1.1-2.5x faster than folding the batch into the groups, and 2-170x faster than aten;
-``benchmarks/bench_depthwise.py``). The input
+in float32 with mmlk's compiled CPU kernel (:mod:`mmlk.ops.native`: a register tile of kernel
+taps per vector of channels, as fast as oneDNN's forward, 1.6-2.4x faster than the
+formulation below). Other dtypes (float64 gradcheck, bf16), and machines where the kernel
+cannot be compiled, use the same sum as one grouped convolution with the operands swapped,
+
+    = conv2d(x_pad[n] as (1, C, Hp, Wp), g[n] as (C, 1, H, W), groups=C)[c, i, j]
+
+over the samples ``n`` and bands of 8 output rows (the band's input stays in cache). The input
 gradient of a "same" stride-1 conv with an odd kernel is the forward conv of ``g`` with the
-flipped kernel, which runs on the fast forward path (up to 1.4x faster than aten's). Kernels
-smaller than 5x5 keep aten's backward, which is faster there.
+flipped kernel, which runs on the fast forward path. Kernels smaller than 5x5 keep aten's
+backward, which is faster there. Per layer: ``benchmarks/bench_depthwise.py``.
 
 :func:`depthwise_conv2d` is the functional form and :class:`DepthwiseConv2d` the module
 (an ``nn.Conv2d``, so state dicts, re-parameterisation and the sparse engine see a conv).
@@ -42,6 +45,8 @@ from typing import Callable, Iterator, NamedTuple, Optional, Sequence, Tuple, Un
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from . import native
 
 __all__ = ['DepthwiseConv2d', 'depthwise_conv2d', 'depthwise_impl', 'IMPLS', 'is_same_depthwise']
 
@@ -94,6 +99,14 @@ def _capturing() -> bool:
 
 
 def _grad_weight(x: Tensor, grad: Tensor, kernel_size: Tuple[int, int]) -> Tensor:
+    if x.dtype == grad.dtype == torch.float32 and x.device.type == 'cpu':
+        result = native.grad_weight(x, grad, kernel_size)
+        if result is not None:
+            return result
+    return _grad_weight_grouped(x, grad, kernel_size)
+
+
+def _grad_weight_grouped(x: Tensor, grad: Tensor, kernel_size: Tuple[int, int]) -> Tensor:
     kh, kw = kernel_size
     channels, height = x.shape[1], x.shape[2]
     padded = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2))

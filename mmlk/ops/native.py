@@ -1,0 +1,134 @@
+"""mmlk's compiled CPU kernel: the float32 weight gradient of the depthwise op
+(``csrc/depthwise_grad_weight.cpp``), built on first use with the machine's C++ compiler and
+called through ``ctypes`` (which releases the GIL).
+
+Why not a torch C++ extension: the kernel needs nothing from torch but data pointers and
+strides, so it compiles in about a second with no torch headers, for the CPU it runs on
+(``-march=native``), and needs no build step at install time. The shared library is cached
+under ``$MMLK_CACHE_DIR`` (default ``~/.cache/mmlk``)``/kernels``, keyed by the source, the
+compiler, its flags and the CPU's instruction sets, so a cluster's nodes of different CPU
+types sharing a home directory each get their own build; it is written to a temporary name
+and renamed, so concurrent ranks or test workers never load a half-written file.
+
+Where no compiler is found or the build fails, :func:`load` warns once and returns ``None``:
+the op then computes the gradient with its grouped-convolution formulation (same numbers,
+slower).
+"""
+import ctypes
+import hashlib
+import os
+import os.path as osp
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+SOURCE = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', 'depthwise_grad_weight.cpp')
+# -fopenmp: the kernel's threads are torch's OpenMP team (libgomp.so.1, already loaded by
+# torch, is the library the kernel links; see the source).
+FLAGS = ('-O3', '-std=c++17', '-shared', '-fPIC', '-fopenmp')
+_ARCH_FLAGS = (('-march=native', ), ())  # the CPU's own vector units; else the baseline ISA
+
+_lock = threading.Lock()
+_library: Optional[ctypes.CDLL] = None
+_failed = False
+
+
+def cache_dir() -> str:
+    root = os.environ.get('MMLK_CACHE_DIR') or osp.join(osp.expanduser('~'), '.cache', 'mmlk')
+    return osp.join(root, 'kernels')
+
+
+def _cpu_signature() -> str:
+    """The CPU's model and instruction-set flags (what ``-march=native`` compiles for)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            lines = [line for line in f if line.startswith(('flags', 'model name', 'Features'))]
+        return ''.join(sorted(set(lines)))
+    except OSError:
+        return platform.processor()
+
+
+def _compiler() -> Optional[str]:
+    for name in (os.environ.get('CXX'), 'c++', 'g++', 'clang++'):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _build(compiler: str) -> str:
+    with open(SOURCE, 'rb') as f:
+        source = f.read()
+    version = subprocess.run([compiler, '--version'], capture_output=True, text=True).stdout
+    errors = []
+    for arch in _ARCH_FLAGS:
+        flags = FLAGS + arch
+        key = hashlib.sha256(b'\0'.join([
+            source, version.encode(), ' '.join(flags).encode(), _cpu_signature().encode(),
+            platform.machine().encode()])).hexdigest()[:16]
+        target = osp.join(cache_dir(), f'depthwise_grad_weight-{key}.so')
+        if osp.exists(target):
+            return target
+        os.makedirs(cache_dir(), exist_ok=True)
+        fd, partial = tempfile.mkstemp(suffix='.so', dir=cache_dir())
+        os.close(fd)
+        result = subprocess.run([compiler, *flags, '-o', partial, SOURCE], capture_output=True,
+                                text=True)
+        if result.returncode == 0:
+            os.replace(partial, target)  # atomic: other processes see all of it or nothing
+            return target
+        os.unlink(partial)
+        errors.append(f'{" ".join(flags)}: {result.stderr.strip()[-500:]}')
+    raise RuntimeError('; '.join(errors))
+
+
+def load() -> Optional[ctypes.CDLL]:
+    """The compiled kernel library, built on first call; ``None`` if it cannot be built."""
+    global _library, _failed
+    if _library is not None or _failed:
+        return _library
+    with _lock:
+        if _library is None and not _failed:
+            compiler = _compiler()
+            try:
+                if compiler is None:
+                    raise RuntimeError('no C++ compiler (c++, g++, clang++ or $CXX) on PATH')
+                library = ctypes.CDLL(_build(compiler))
+                library.mmlk_dw_grad_weight.restype = ctypes.c_int
+                library.mmlk_dw_grad_weight.argtypes = [
+                    ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p,
+                    ctypes.POINTER(ctypes.c_int64)] + [ctypes.c_int64] * 7 + [ctypes.c_void_p]
+                library.mmlk_dw_lanes.restype = ctypes.c_int
+                _library = library
+            except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+                _failed = True
+                warnings.warn(f'mmlk depthwise op: the CPU weight-gradient kernel could not be '
+                              f'built ({err}); using the grouped-convolution formulation '
+                              '(same gradients, slower)')
+    return _library
+
+
+def grad_weight(x: Tensor, grad: Tensor, kernel_size) -> Optional[Tensor]:
+    """``dL/dw`` of the "same"-padded stride-1 depthwise conv of float32 CPU tensors ``x`` and
+    ``grad`` (N, C, H, W; any strides, fastest channels-last), as (C, 1, kh, kw) float32; or
+    ``None`` when the kernel is unavailable."""
+    library = load()
+    if library is None:
+        return None
+    kh, kw = kernel_size
+    n, channels, height, width = x.shape
+    out = torch.empty(channels, 1, kh, kw)
+    code = library.mmlk_dw_grad_weight(
+        x.data_ptr(), (ctypes.c_int64 * 4)(*x.stride()), grad.data_ptr(),
+        (ctypes.c_int64 * 4)(*grad.stride()), n, channels, height, width, kh, kw,
+        torch.get_num_threads(), out.data_ptr())
+    if code:
+        raise RuntimeError(f'mmlk depthwise weight-gradient kernel failed (code {code}) for '
+                           f'x {tuple(x.shape)}, kernel {kh}x{kw}')
+    return out
