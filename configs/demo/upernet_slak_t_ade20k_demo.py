@@ -36,10 +36,13 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 max_iters = 300
-optim_wrapper = dict(  # fp32 on CPU; the recipe's optimiser and layer decay, a higher LR
+# fp32 on CPU; the recipe's optimiser and layer decay, a higher LR. fused=True: torch's
+# one-kernel-per-group AdamW (the per-tensor loop was 0.12 s of a 0.9 s CPU step; the same
+# update within rounding; also on CUDA, with or without AMP).
+optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05, fused=True),
     constructor='mmlk.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise', num_layers=6))
 param_scheduler = [

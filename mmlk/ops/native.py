@@ -24,16 +24,17 @@ import subprocess
 import tempfile
 import threading
 import warnings
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 SOURCE = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', 'depthwise_grad_weight.cpp')
-# -fopenmp: the kernel's threads are torch's OpenMP team (libgomp.so.1, already loaded by
-# torch, is the library the kernel links; see the source).
-FLAGS = ('-O3', '-std=c++17', '-shared', '-fPIC', '-fopenmp')
-_ARCH_FLAGS = (('-march=native', ), ())  # the CPU's own vector units; else the baseline ISA
+FLAGS = ('-O3', '-std=c++17', '-shared', '-fPIC')
+# Tried in order: the CPU's own vector units (-march=native) and torch's OpenMP team
+# (-fopenmp: libgomp.so.1, already loaded by torch, is the library the kernel links; see the
+# source); then without either, for compilers that lack them (one thread, baseline ISA).
+_VARIANTS = (('-march=native', '-fopenmp'), ('-fopenmp', ), ('-march=native', ), ())
 
 _lock = threading.Lock()
 _library: Optional[ctypes.CDLL] = None
@@ -67,8 +68,8 @@ def _build(compiler: str) -> str:
         source = f.read()
     version = subprocess.run([compiler, '--version'], capture_output=True, text=True).stdout
     errors = []
-    for arch in _ARCH_FLAGS:
-        flags = FLAGS + arch
+    for variant in _VARIANTS:
+        flags = FLAGS + variant
         key = hashlib.sha256(b'\0'.join([
             source, version.encode(), ' '.join(flags).encode(), _cpu_signature().encode(),
             platform.machine().encode()])).hexdigest()[:16]
@@ -114,7 +115,7 @@ def load() -> Optional[ctypes.CDLL]:
     return _library
 
 
-def grad_weight(x: Tensor, grad: Tensor, kernel_size) -> Optional[Tensor]:
+def grad_weight(x: Tensor, grad: Tensor, kernel_size: Tuple[int, int]) -> Optional[Tensor]:
     """``dL/dw`` of the "same"-padded stride-1 depthwise conv of float32 CPU tensors ``x`` and
     ``grad`` (N, C, H, W; any strides, fastest channels-last), as (C, 1, kh, kw) float32; or
     ``None`` when the kernel is unavailable."""

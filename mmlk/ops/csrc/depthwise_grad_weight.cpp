@@ -20,7 +20,9 @@
 #include <cstring>
 #include <utility>
 
+#if defined(_OPENMP)
 #include <omp.h>
+#endif
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -185,7 +187,12 @@ int mmlk_dw_grad_weight(const float* x, const int64_t* xs, const float* g, const
   // one contiguous block of channel vectors per thread (buffers allocated once per thread)
 #pragma omp parallel num_threads(threads) reduction(min : status)
   {
+#if defined(_OPENMP)
     const int64_t team = omp_get_num_threads(), rank = omp_get_thread_num();
+#else  // a compiler without OpenMP: one thread
+    const int64_t team = 1, rank = 0;
+    (void)threads;
+#endif
     const int64_t lo = vectors * rank / team * kLanes;
     const int64_t hi = std::min(channels, vectors * (rank + 1) / team * kLanes);
     if (lo < hi)
