@@ -78,7 +78,6 @@ def test_the_fast_backward_is_used_and_closer_to_float64_than_needed():
     assert float((grad_w.double() - exact).abs().max() / exact.abs().max()) < 1e-6
 
 
-
 # ------------------------------------------------------- the compiled CPU weight gradient
 KERNEL_CASES = [  # (N, C, H, W, kh, kw): channel counts around the vector width, tails, N > 1
     (1, 37, 20, 18, 17, 5), (3, 16, 9, 11, 5, 31), (2, 5, 12, 12, 13, 13), (5, 33, 6, 17, 1, 3),
@@ -161,6 +160,7 @@ def test_kernel_build_is_cached_and_a_missing_compiler_falls_back(monkeypatch, t
     with depthwise_impl('native'):
         _, _, reference, _ = grads(depthwise_conv2d, x, w, None)
     torch.testing.assert_close(fallback, reference, rtol=1e-5, atol=1e-5)
+
 
 def test_gradcheck_in_float64():
     torch.manual_seed(0)

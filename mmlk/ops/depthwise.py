@@ -9,7 +9,7 @@ there. The op's backward computes
     dL/dw[c, i, j] = sum_{n,h,w} x_pad[n, c, h + i, w + j] * g[n, c, h, w]
 
 in float32 with mmlk's compiled CPU kernel (:mod:`mmlk.ops.native`: a register tile of kernel
-taps per vector of channels, as fast as oneDNN's forward, 1.6-2.4x faster than the
+taps per vector of channels, as fast as oneDNN's forward, 1.7-4x faster than the
 formulation below). Other dtypes (float64 gradcheck, bf16), and machines where the kernel
 cannot be compiled, use the same sum as one grouped convolution with the operands swapped,
 

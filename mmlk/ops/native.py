@@ -67,12 +67,12 @@ def _build(compiler: str) -> str:
     with open(SOURCE, 'rb') as f:
         source = f.read()
     version = subprocess.run([compiler, '--version'], capture_output=True, text=True).stdout
+    machine = (_cpu_signature() + platform.machine()).encode()
     errors = []
     for variant in _VARIANTS:
         flags = FLAGS + variant
         key = hashlib.sha256(b'\0'.join([
-            source, version.encode(), ' '.join(flags).encode(), _cpu_signature().encode(),
-            platform.machine().encode()])).hexdigest()[:16]
+            source, version.encode(), ' '.join(flags).encode(), machine])).hexdigest()[:16]
         target = osp.join(cache_dir(), f'depthwise_grad_weight-{key}.so')
         if osp.exists(target):
             return target
@@ -105,7 +105,6 @@ def load() -> Optional[ctypes.CDLL]:
                 library.mmlk_dw_grad_weight.argtypes = [
                     ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p,
                     ctypes.POINTER(ctypes.c_int64)] + [ctypes.c_int64] * 7 + [ctypes.c_void_p]
-                library.mmlk_dw_lanes.restype = ctypes.c_int
                 _library = library
             except (OSError, RuntimeError, subprocess.SubprocessError) as err:
                 _failed = True
