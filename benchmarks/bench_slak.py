@@ -73,10 +73,10 @@ def run(size: int = 512, repeats: int = 5):
         for block in stage:
             block.large_kernel = NCHWDeployMixer(block.large_kernel)
 
-    def forward(model):
+    def forward(model, method='__call__'):
         def run():
             with torch.no_grad():
-                model(x)
+                getattr(model, method)(x)
         return run
 
     def forward_backward(model, impl='auto'):
@@ -89,7 +89,9 @@ def run(size: int = 512, repeats: int = 5):
     macs = dense_gmacs(deploy), dense_gmacs(convnext)
     fwd = interleaved_medians(
         dict(convnext=forward(convnext), train=forward(slak), deploy=forward(deploy),
-             nchw=forward(deploy_nchw)), warmup=1, repeats=repeats)
+             nchw=forward(deploy_nchw),
+             # the outputs as computed (channels-last), without the NCHW copy forward adds
+             stages=forward(deploy, 'forward_stages')), warmup=1, repeats=repeats)
     convnext.train()
     slak.train()
     bwd = interleaved_medians(
@@ -105,6 +107,9 @@ def run(size: int = 512, repeats: int = 5):
         Result(model, shape, 'forward, deploy form, NCHW convs (without the fix)', t_nchw,
                t_convnext),
         Result(model, shape, 'forward, training form (eval mode)', t_train, t_convnext),
+        Result('SLaK-T', shape, 'forward, deploy form: NCHW outputs (forward) vs channels-last '
+               '(forward_stages): the cost of the copy, docs/layout.md', t_deploy,
+               fwd['stages']),
         Result(model, shape, 'forward+backward, training form', tb_slak, tb_convnext, 2.3),
         Result(model, shape, 'forward+backward, training form, aten depthwise backward '
                '(MMLK_DW_IMPL=native, before the op)', tb_aten, tb_convnext),

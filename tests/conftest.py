@@ -42,7 +42,7 @@ def tiny_model_overrides(cfg) -> list:
         dims = [8 * 2**i * expansion for i in backbone.out_indices]
     elif backbone.type == 'mmlk.KWMobileNetV2':
         backbone.widen_factor = 0.25
-        dims = [[8, 8, 8, 24, 1280][i] for i in backbone.out_indices]
+        dims = [[8, 8, 8, 16, 24, 40, 80, 1280][i] for i in backbone.out_indices]
     elif backbone.type == 'mmlk.KWConvNeXt':
         backbone.arch = TINY_ARCH
         dims = TINY_ARCH['dims']
@@ -70,6 +70,13 @@ def tiny_model_overrides(cfg) -> list:
     _shrink_rcnn_sampling(model.get('train_cfg'))
     _shrink_rcnn_sampling(model.get('test_cfg'))
     return dims
+
+
+def det_batch(with_mask: bool, num_classes: int):
+    """Two random mmdet samples (64x64 and 64x80) with boxes, and masks if asked."""
+    from mmdet.testing import demo_mm_inputs
+    return demo_mm_inputs(2, [[3, 64, 64], [3, 64, 80]], num_items=[2, 3],
+                          num_classes=num_classes, with_mask=with_mask)
 
 
 def _shrink_rcnn_sampling(cfg) -> None:

@@ -10,7 +10,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.utils import import_modules_from_strings
 
-from conftest import CONFIGS, tiny_model_overrides
+from conftest import CONFIGS, det_batch, tiny_model_overrides
 
 ALL_CONFIGS = sorted(
     osp.relpath(p, CONFIGS) for p in glob.glob(f'{CONFIGS}/**/*.py', recursive=True)
@@ -60,12 +60,6 @@ def seg_batch(size=64):
         samples.append(sample)
     return dict(inputs=[torch.randint(0, 255, (3, size, size), dtype=torch.uint8)
                         for _ in range(2)], data_samples=samples)
-
-
-def det_batch(with_mask: bool, num_classes: int):
-    from mmdet.testing import demo_mm_inputs
-    return demo_mm_inputs(2, [[3, 64, 64], [3, 64, 80]], num_items=[2, 3],
-                          num_classes=num_classes, with_mask=with_mask)
 
 
 def cls_batch():

@@ -20,7 +20,34 @@ from ..utils.checkpoint import (CheckpointMismatchError, CheckpointReadError,
                                 load_checkpoint_file, load_state_dict_checked, strip_prefix,
                                 unwrap_state_dict)
 
-__all__ = ['LargeKernelBackbone']
+__all__ = ['LargeKernelBackbone', 'require_upstream_value', 'init_cfg_from_pretrained']
+
+
+def require_upstream_value(owner: str, name: str, value, accepted: Sequence,
+                           meaning: str) -> None:
+    """Refuse a value of an upstream (mmdet/mmpretrain) argument that this backbone cannot
+    honour: a ValueError naming the argument, what it means and the accepted values, instead of
+    silently building another network."""
+    normalised = tuple(value) if isinstance(value, list) else value
+    if not any(normalised == a and type(normalised) is type(a) for a in accepted):
+        raise ValueError(f'{owner}: {name}={value!r} is not supported ({meaning}); accepted: '
+                         f'{", ".join(repr(a) for a in accepted)}')
+
+
+def init_cfg_from_pretrained(owner: str, pretrained: Optional[str],
+                             init_cfg: Optional[Union[dict, List[dict]]]):
+    """mmdet/mmseg's deprecated ``pretrained=PATH`` argument as the ``init_cfg`` it stands for
+    (``dict(type='Pretrained', checkpoint=PATH)``), as their own backbones convert it."""
+    if pretrained is None:
+        return init_cfg
+    if not isinstance(pretrained, str):
+        raise TypeError(f'{owner}: pretrained must be a checkpoint path (str) or None, got '
+                        f'{type(pretrained).__name__}')
+    if init_cfg is not None:
+        raise ValueError(f'{owner}: pass either pretrained={pretrained!r} or init_cfg, not both '
+                         "(pretrained is the deprecated spelling of init_cfg=dict("
+                         "type='Pretrained', checkpoint=...))")
+    return dict(type='Pretrained', checkpoint=pretrained)
 
 
 class LargeKernelBackbone(BaseModule):
@@ -48,6 +75,8 @@ class LargeKernelBackbone(BaseModule):
     def _check_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
         if isinstance(out_indices, int) and not isinstance(out_indices, bool):
             out_indices = [out_indices]
+        if isinstance(out_indices, range):  # mmdet's tests and configs pass ranges
+            out_indices = list(out_indices)
         if not isinstance(out_indices, (list, tuple)) or not out_indices or not all(
                 isinstance(i, int) and not isinstance(i, bool) for i in out_indices):
             raise TypeError(f'out_indices must be an int or a non-empty list/tuple of ints (stage '
@@ -86,6 +115,23 @@ class LargeKernelBackbone(BaseModule):
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """The stage outputs of ``out_indices``, each NCHW-contiguous (or ``(N, C)``).
+
+        The large-kernel layers compute in channels-last memory (:func:`mmlk.ops.
+        to_depthwise_layout`), and convolutions propagate that layout through the neck. mmcv's
+        compiled ops index ``data_ptr`` as NCHW without checking the strides (``RoIAlign``
+        pools scrambled features, ``DeformConv2d`` raises), so the layout the backbone computes
+        in stops here: outputs are copied to the default layout (a no-op for NCHW ones).
+        """
+        return tuple(out.contiguous() for out in self.forward_stages(x))
+
+    def forward_stages(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """The outputs of the ``out_indices`` stages, in whatever memory layout the
+        network computes in (subclasses implement it; :meth:`forward` fixes the layout)."""
+        raise NotImplementedError
 
     def switch_to_deploy(self) -> None:
         """Re-parameterise every reparameterisable block into its inference form (exact in

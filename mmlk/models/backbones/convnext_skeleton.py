@@ -215,7 +215,7 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
         return [self.dims[i] for i in self.out_indices]
 
     # ------------------------------------------------------------------ forward / train state
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+    def forward_stages(self, x: Tensor) -> Tuple[Tensor, ...]:
         outs = []
         for i in range(self.num_stages):
             x = self.stages[i](self.downsample_layers[i](x))

@@ -36,7 +36,7 @@ from mmlk.ops import LayerNorm2d
 from mmlk.ops.kernel_warehouse import (KWAttention, KWConvNd, WarehouseManager,
                                        set_kw_temperature)
 from mmlk.registry import MODELS
-from .base import LargeKernelBackbone
+from .base import LargeKernelBackbone, init_cfg_from_pretrained, require_upstream_value
 from .convnext_skeleton import ConvNeXtBlock, ConvNeXtSkeleton, resolve_arch
 
 __all__ = ['KWResNet', 'KWMobileNetV2', 'KWConvNeXt', 'KWConvNeXtBlock']
@@ -192,6 +192,17 @@ class KWResNet(KWBackboneMixin, LargeKernelBackbone):
         with_cp: gradient checkpointing of each block's residual branch.
         temperature: the initial tau (0 for fine-tuning, as the official detection code;
             :class:`~mmlk.engine.KWTemperatureHook` anneals it during ImageNet training).
+        stem_channels, num_stages, strides, dilations, style, deep_stem, avg_down, conv_cfg,
+            dcn, stage_with_dcn, plugins, zero_init_residual, pretrained: mmdet's ``ResNet``
+            arguments with its defaults, so ``type='ResNet'`` -> ``type='mmlk.KWResNet'``
+            swaps a KW backbone into any mmdet config (``out_indices=(0, 1, 2, 3)`` and
+            ``norm_eval=True`` are mmdet's defaults too). ``stem_channels`` (the 7x7 stem's
+            width, default ``base_channels``), ``zero_init_residual`` (the last BN of each
+            block starts at 0 when ``init_cfg`` is None) and ``pretrained`` (a checkpoint
+            path, the deprecated ``init_cfg``) are honoured; the others accept only the plain
+            torchvision-style ResNet that KernelWarehouse dynamises (4 stages, strides
+            ``(1, 2, 2, 2)``, no dilation, ``'pytorch'`` style, no deep stem / average-pool
+            downsampling / DCN / plugins) and refuse any other value with a message.
     """
 
     arch_settings = {18: (KWBasicBlock, (2, 2, 2, 2)), 50: (KWBottleneck, (3, 4, 6, 3))}
@@ -216,21 +227,40 @@ class KWResNet(KWBackboneMixin, LargeKernelBackbone):
                  depth: int = 50,
                  budget: Union[str, dict] = '1x',
                  in_channels: int = 3,
+                 stem_channels: Optional[int] = None,
                  base_channels: int = 64,
-                 drop_path_rate: float = 0.,
-                 out_indices: Sequence[int] = (3, ),
+                 num_stages: int = 4,
+                 strides: Sequence[int] = (1, 2, 2, 2),
+                 dilations: Sequence[int] = (1, 1, 1, 1),
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 style: str = 'pytorch',
+                 deep_stem: bool = False,
+                 avg_down: bool = False,
                  frozen_stages: int = -1,
-                 freeze_warehouses: bool = True,
-                 norm_eval: bool = False,
+                 conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 norm_eval: bool = True,
+                 dcn: Optional[dict] = None,
+                 stage_with_dcn: Sequence[bool] = (False, False, False, False),
+                 plugins: Optional[list] = None,
                  with_cp: bool = False,
-                 temperature: float = 0.0,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+                 zero_init_residual: bool = True,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 drop_path_rate: float = 0.,
+                 freeze_warehouses: bool = True,
+                 temperature: float = 0.0) -> None:
+        super().__init__(init_cfg=init_cfg_from_pretrained('KWResNet', pretrained, init_cfg))
         self.freeze_warehouses = bool(freeze_warehouses)
         if depth not in self.arch_settings:
             raise ValueError(f'KWResNet depth must be one of {sorted(self.arch_settings)}, got '
                              f'{depth!r}')
+        _check_plain_resnet(num_stages, strides, dilations, style, deep_stem, avg_down,
+                            conv_cfg, dcn, stage_with_dcn, plugins)
+        require_upstream_value('KWResNet', 'zero_init_residual', zero_init_residual,
+                               [True, False], 'a bool')
+        self.zero_init_residual = zero_init_residual
+        stem_channels = base_channels if stem_channels is None else stem_channels
         budget = resolve_arch(budget, self.budgets[depth], _BUDGET_KEYS, f'KWResNet-{depth} budget')
         self.depth, self.budget = depth, budget
         self.out_indices = self._check_out_indices(out_indices)
@@ -240,11 +270,11 @@ class KWResNet(KWBackboneMixin, LargeKernelBackbone):
         block, self.stage_blocks = self.arch_settings[depth]
         self.warehouse_manager = WarehouseManager(norm='bn', **budget)
 
-        self.conv1 = nn.Conv2d(in_channels, base_channels, 7, 2, 3, bias=False)
-        self.bn1 = build_norm_layer(norm_cfg, base_channels)[1]
+        self.conv1 = nn.Conv2d(in_channels, stem_channels, 7, 2, 3, bias=False)
+        self.bn1 = build_norm_layer(norm_cfg, stem_channels)[1]
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        channels = base_channels
+        channels = stem_channels
         self.out_channels = []
         for stage, blocks in enumerate(self.stage_blocks):
             planes = base_channels * 2**stage
@@ -271,8 +301,13 @@ class KWResNet(KWBackboneMixin, LargeKernelBackbone):
 
     def _default_init(self) -> None:
         self._default_init_skipping_kw(_resnet_init)
+        if self.zero_init_residual:  # mmdet/torchvision: each residual branch starts at 0
+            for stage in range(self.num_stages):
+                for block in getattr(self, f'layer{stage + 1}'):
+                    last_norm = block.bn3 if isinstance(block, KWBottleneck) else block.bn2
+                    nn.init.zeros_(last_norm.weight)
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+    def forward_stages(self, x: Tensor) -> Tuple[Tensor, ...]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         outs = []
         for stage in range(self.num_stages):
@@ -305,6 +340,26 @@ class KWResNet(KWBackboneMixin, LargeKernelBackbone):
 
     def _may_ignore(self, key: str) -> bool:
         return key.startswith(('fc.', 'head.'))
+
+
+def _check_plain_resnet(num_stages, strides, dilations, style, deep_stem, avg_down, conv_cfg,
+                        dcn, stage_with_dcn, plugins) -> None:
+    """mmdet ResNet arguments that KernelWarehouse's ResNet has one value for."""
+    def require(name, value, accepted, meaning):
+        require_upstream_value('KWResNet', name, value, accepted, meaning)
+    require('num_stages', num_stages, [4], 'the KW warehouses are laid out for 4 stages; '
+            'choose fewer outputs with out_indices')
+    require('strides', strides, [(1, 2, 2, 2)], "torchvision's stage strides")
+    require('dilations', dilations, [(1, 1, 1, 1)], 'dilated KW stages are not implemented')
+    require('style', style, ['pytorch'], 'the stride sits on the 3x3 conv, as in the '
+            "official KW-ResNet ('caffe' puts it on the first 1x1)")
+    require('deep_stem', deep_stem, [False], 'the 7x7 stem of the official KW-ResNet')
+    require('avg_down', avg_down, [False], 'strided 1x1 KW downsampling convs')
+    require('conv_cfg', conv_cfg, [None, dict(type='Conv2d')], 'the convs are KW convs')
+    require('dcn', dcn, [None], 'deformable KW convs are not implemented')
+    require('stage_with_dcn', stage_with_dcn, [(False, False, False, False)],
+            'deformable KW convs are not implemented')
+    require('plugins', plugins, [None, ()], 'mmdet ResNet plugins are not implemented')
 
 
 # ---------------------------------------------------------------------------- MobileNetV2
@@ -366,17 +421,24 @@ class KWMobileNetV2(KWBackboneMixin, LargeKernelBackbone):
             (``'pw_dw'``: one point-wise + one depth-wise warehouse per stage; ``'layer_type'``:
             one per ``pwconv0``/``dwconv0``/``pwconv1``) and optionally the cell ratios,
             ``reduction`` and ``kw_pointwise_stages`` (KW stages whose point-wise convs are KW).
-        out_indices: outputs after ``features`` 1, 3, 6, 13 and 18 (stages 0..4, widths
-            16/24/32/96/1280 at 1.0x); the official detector uses ``(1, 2, 3, 4)``.
-        frozen_stages: -1 nothing, k >= 0 stages 0..k (``features`` up to index 1, 3, 6, 13, 18),
-            the official detector's convention: its ``frozen_stages=1`` freezes ``features[:4]``.
+        out_indices: mmdet/mmpretrain's MobileNetV2 layer indices: i in 0..6 is the output of
+            the i-th inverted-residual setting (``features`` 1, 3, 6, 10, 13, 16, 17; widths
+            16/24/32/64/96/160/320 at 1.0x), 7 the final 1x1 conv (``features.18``, 1280).
+            mmdet's default ``(1, 2, 4, 7)`` is the official KW detector's output set
+            (24/32/96/1280); ImageNet classification uses ``(7, )``.
+        frozen_stages: mmdet's MobileNetV2 convention (mmlk's one): -1 nothing, 0 the stem
+            (``features.0``), k the stem and layers 1..k. The official KW detector's
+            ``frozen_stages=1`` (``features[:4]``) is ``frozen_stages=2`` here.
+        conv_cfg, act_cfg, pretrained: mmdet's MobileNetV2 arguments: plain convs and ReLU6
+            only (anything else is refused), ``pretrained`` is the deprecated ``init_cfg``.
         freeze_warehouses, norm_eval, norm_cfg, with_cp, temperature: as :class:`KWResNet`.
     """
 
     settings = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1],
                 [6, 160, 3, 2], [6, 320, 1, 1]]
     kw_stage_of_setting = [1, 2, 3, 4, 5, 6, 6]
-    stage_ends = (1, 3, 6, 13, 18)  # the last ``features`` index of each output stage
+    # The last ``features`` index of mmdet's layers 1..7 and of the final conv (out_indices).
+    stage_ends = (1, 3, 6, 10, 13, 16, 17, 18)
     budgets = {
         '1x': dict(cell_num_ratio=1, sharing='pw_dw'),
         '4x': dict(cell_num_ratio=4, sharing='layer_type'),
@@ -386,21 +448,29 @@ class KWMobileNetV2(KWBackboneMixin, LargeKernelBackbone):
                      cell_outplane_ratio=(1, 1, 1, 1, 1, 1, 0.5, 1, 0.5),
                      reduction=1 / 32, sharing='layer_type', kw_pointwise_stages=(6, )),
     }
-    num_stages = 5
+    num_stages = 8
 
     def __init__(self,
                  widen_factor: float = 1.0,
                  budget: Union[str, dict] = '1x',
                  in_channels: int = 3,
-                 out_indices: Sequence[int] = (4, ),
+                 out_indices: Sequence[int] = (1, 2, 4, 7),
                  frozen_stages: int = -1,
-                 freeze_warehouses: bool = True,
-                 norm_eval: bool = False,
+                 conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 act_cfg: dict = dict(type='ReLU6'),
+                 norm_eval: bool = False,
                  with_cp: bool = False,
-                 temperature: float = 0.0,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 freeze_warehouses: bool = True,
+                 temperature: float = 0.0) -> None:
+        super().__init__(init_cfg=init_cfg_from_pretrained('KWMobileNetV2', pretrained,
+                                                           init_cfg))
+        require_upstream_value('KWMobileNetV2', 'conv_cfg', conv_cfg,
+                               [None, dict(type='Conv2d')], 'the convs are KW convs')
+        require_upstream_value('KWMobileNetV2', 'act_cfg', act_cfg, [dict(type='ReLU6')],
+                               "KernelWarehouse's MobileNetV2 uses ReLU6")
         self.freeze_warehouses = bool(freeze_warehouses)
         budget = resolve_arch(budget, self.budgets, ('cell_num_ratio', 'sharing'),
                               'KWMobileNetV2 budget')
@@ -412,7 +482,7 @@ class KWMobileNetV2(KWBackboneMixin, LargeKernelBackbone):
         if widen_factor <= 0:
             raise ValueError(f'widen_factor must be positive, got {widen_factor}')
         self.out_indices = self._check_out_indices(out_indices)
-        self.frozen_stages = self._check_frozen_stages(frozen_stages, self.num_stages - 1)
+        self.frozen_stages = self._check_frozen_stages(frozen_stages, self.num_stages)
         self.norm_eval = norm_eval
         self.warehouse_manager = WarehouseManager(norm='bn', **budget)
         manager = self.warehouse_manager
@@ -444,8 +514,7 @@ class KWMobileNetV2(KWBackboneMixin, LargeKernelBackbone):
             manager.reserve(channels, last_channels, 1, key=keys(self.kw_stage_of_setting[-1])
                             ['pwconv1']), last_channels, norm_cfg))
         self.features = nn.Sequential(*features)
-        stage_widths = [widths[0], widths[1], widths[2], widths[4], last_channels]
-        self.out_channels = [stage_widths[i] for i in self.out_indices]
+        self.out_channels = [(widths + [last_channels])[i] for i in self.out_indices]
         self._default_init()
         self._build_warehouses(temperature)
         self._freeze_stages()
@@ -461,7 +530,7 @@ class KWMobileNetV2(KWBackboneMixin, LargeKernelBackbone):
                 nn.init.zeros_(module.bias)
         self._default_init_skipping_kw(init)
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+    def forward_stages(self, x: Tensor) -> Tuple[Tensor, ...]:
         outs, start = [], 0
         for stage, end in enumerate(self.stage_ends):
             for index in range(start, end + 1):
@@ -474,7 +543,7 @@ class KWMobileNetV2(KWBackboneMixin, LargeKernelBackbone):
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
             return
-        end = self.stage_ends[self.frozen_stages]
+        end = self.stage_ends[self.frozen_stages - 1] if self.frozen_stages else 0
         self._freeze_modules([self.features[i] for i in range(end + 1)])
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:

@@ -23,7 +23,8 @@ from mmlk.ops import (ConvBN, ReparamLargeKernelConv, fold_conv_bn_state, switch
                       to_depthwise_layout)
 from mmlk.ops.reparam import fold_bn_into_next_conv, fold_pre_bn_state
 from mmlk.registry import MODELS
-from .base import LargeKernelBackbone
+from ..utils.checkpoint import CheckpointMismatchError
+from .base import LargeKernelBackbone, require_upstream_value
 from .convnext_skeleton import resolve_arch
 
 __all__ = ['RepLKBlock', 'ConvFFN', 'RepLKNetStage', 'RepLKNet']
@@ -186,6 +187,19 @@ class RepLKNet(LargeKernelBackbone):
         init_cfg: ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` accepts
             official raw/``{'model': ...}``/mmseg/mmdet/mmpretrain checkpoints and is strict;
             None keeps PyTorch's default initialisation, as the official code does.
+        strides, dilations, conv_cfg, small_kernel_merged: mmpretrain's ``RepLKNet``
+            arguments, accepted so that its configs swap in ``type='mmlk.RepLKNet'``.
+            ``strides`` (of each stage's downsampling, mmpretrain's documented
+            ``(2, 2, 2, 2)``), ``dilations`` (``(1, 1, 1, 1)``) and ``conv_cfg`` (None or a
+            plain ``Conv2d``) accept only the values RepLKNet is defined with (mmpretrain
+            ignores other values; here they are refused); ``small_kernel_merged=True`` is
+            ``deploy=True``.
+
+    Any loader, mmengine's ``load_checkpoint``/``load_from`` included, goes through
+    :meth:`convert_official_keys` (a load-state-dict pre-hook): a deploy model folds an
+    official/mmpretrain deploy file's conv-BN pairs on the way in, and a file with an output
+    norm (``stages.i.norm``: mmpretrain builds one BN per ``out_indices`` stage) that this
+    model has no place for is refused with the argument to set, even by non-strict loaders.
     """
 
     converter = 'tools/model_converters/replknet_to_mmlk.py'
@@ -214,8 +228,14 @@ class RepLKNet(LargeKernelBackbone):
                  act_cfg: dict = dict(type='ReLU'),
                  ffn_act_cfg: dict = dict(type='GELU'),
                  deploy: bool = False,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 strides: Sequence[int] = (2, 2, 2, 2),
+                 dilations: Sequence[int] = (1, 1, 1, 1),
+                 conv_cfg: Optional[dict] = None,
+                 small_kernel_merged: bool = False) -> None:
         super().__init__(init_cfg=init_cfg)
+        deploy = _check_mmpretrain_args(strides, dilations, conv_cfg, small_kernel_merged,
+                                        deploy)
         arch = resolve_arch(arch, self.arch_zoo, self._arch_keys, 'RepLKNet')
         for key in ('large_kernel_sizes', 'layers', 'channels'):
             if len(arch[key]) != self.num_stages:
@@ -270,13 +290,41 @@ class RepLKNet(LargeKernelBackbone):
                     ConvBN(channels, nxt, 1, **conv_bn_act),
                     ConvBN(nxt, nxt, 3, stride=2, groups=nxt, **conv_bn_act)))
         self._freeze_stages()
+        self._register_load_state_dict_pre_hook(self._convert_on_load)
+
+    def _convert_on_load(self, state_dict: Dict[str, Tensor], prefix: str, *args) -> None:
+        """Load-state-dict pre-hook: the backbone's keys of ``state_dict`` (in place) through
+        :meth:`convert_official_keys`, then :meth:`check_output_norms`."""
+        own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not own:
+            return
+        converted = self.convert_official_keys(own)
+        self.check_output_norms(converted)
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            del state_dict[key]
+        state_dict.update({prefix + k: v for k, v in converted.items()})
+
+    def check_output_norms(self, state_dict: Dict[str, Tensor]) -> None:
+        """Refuse a state dict holding an output norm ``stages.i.norm`` that this backbone does
+        not have: a non-strict loader would drop it and compute other features silently."""
+        stages = sorted({int(k.split('.')[1]) for k in state_dict
+                         if re.match(r'stages\.\d\.norm\.', k)})
+        extra = [i for i in stages if isinstance(self.stages[i].norm, nn.Identity)]
+        if extra:
+            raise CheckpointMismatchError(
+                f'RepLKNet: the checkpoint has output norms stages.{{{",".join(map(str, extra))}}}'
+                '.norm.* that this backbone does not build (mmpretrain builds a BN on every '
+                'out_indices stage). Loading it without them would change the features. Set '
+                'final_norm=True (the classification BN on stage 3) or '
+                'norm_intermediate_features=True (a BN on every stage output), or remove the '
+                'keys from the file if they are meant to be dropped.')
 
     @property
     def out_channels(self) -> List[int]:
         """Channels of each returned feature, for neck/head ``in_channels``."""
         return [self.channels[i] for i in self.out_indices]
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+    def forward_stages(self, x: Tensor) -> Tuple[Tensor, ...]:
         # Channels-last from the start: the residual adds take the layout of their first
         # operand, so converting only at the large kernels would copy twice in every block.
         x = self.stem[0](to_depthwise_layout(x))
@@ -370,3 +418,20 @@ class RepLKNet(LargeKernelBackbone):
     def _may_ignore(self, key: str) -> bool:
         # The classifier and its final BN when a dense-prediction backbone loads ImageNet weights.
         return key.startswith(('head.', 'norm.'))
+
+
+def _check_mmpretrain_args(strides: Sequence[int], dilations: Sequence[int],
+                           conv_cfg: Optional[dict], small_kernel_merged: bool,
+                           deploy: bool) -> bool:
+    """Check mmpretrain's RepLKNet arguments; return the effective ``deploy``."""
+    require_upstream_value('RepLKNet', 'strides', strides, [(2, 2, 2, 2)],
+                           'the stem and each transition downsample by 2; mmpretrain ignores '
+                           'other values')
+    require_upstream_value('RepLKNet', 'dilations', dilations, [(1, 1, 1, 1)],
+                           'RepLKNet has no dilated stage; mmpretrain ignores other values')
+    require_upstream_value('RepLKNet', 'conv_cfg', conv_cfg, [None, dict(type='Conv2d')],
+                           'only plain convolutions are implemented')
+    for name, value in (('small_kernel_merged', small_kernel_merged), ('deploy', deploy)):
+        require_upstream_value('RepLKNet', name, value, [False, True], 'a bool')
+    # mmpretrain's small_kernel_merged=True is its deploy form (merged large kernels).
+    return deploy or small_kernel_merged
