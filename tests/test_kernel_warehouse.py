@@ -284,9 +284,14 @@ def test_two_phase_build_errors_are_clear():
 
 # ------------------------------------------------------------------------------- backbones
 TINY = [
-    (lambda: KWResNet(18, '1x', base_channels=8, out_indices=(0, 1, 2, 3)), [8, 16, 32, 64]),
-    (lambda: KWResNet(50, '1/2x', base_channels=8, out_indices=(1, 3)), [64, 256]),
-    (lambda: KWMobileNetV2(0.25, '4x', out_indices=(0, 1, 2, 3, 4)), [8, 8, 8, 24, 1280]),
+    # zero_init_residual=False: the official init (mmdet's default zeroes each residual
+    # branch's last BN, so a random net's outputs would not depend on its KW convs)
+    (lambda: KWResNet(18, '1x', base_channels=8, out_indices=(0, 1, 2, 3),
+                      zero_init_residual=False), [8, 16, 32, 64]),
+    (lambda: KWResNet(50, '1/2x', base_channels=8, out_indices=(1, 3),
+                      zero_init_residual=False), [64, 256]),
+    (lambda: KWMobileNetV2(0.25, '4x', out_indices=tuple(range(8))),
+     [8, 8, 8, 16, 24, 40, 80, 1280]),
     (lambda: KWConvNeXt(dict(depths=[1, 1, 2, 1], dims=[8, 16, 32, 64]),
                         out_indices=(0, 1, 2, 3), gap_before_final_norm=False), [8, 16, 32, 64]),
 ]

@@ -40,7 +40,8 @@ def test_mobilenetv2_coco_configs_freeze_as_the_official_backbone(config, stage1
     manager's warehouses all train. mmlk's rule additionally freezes the stem's and stage 1's
     warehouses, which only frozen layers use."""
     kwargs = _backbone_cfg(f'{KW}/{config}')
-    assert kwargs['frozen_stages'] == 1 and kwargs['freeze_warehouses'] is False
+    # the official frozen_stages=1 (features[:4]) is mmdet's convention's 2
+    assert kwargs['frozen_stages'] == 2 and kwargs['freeze_warehouses'] is False
     official = KWMobileNetV2(**kwargs)
     names = [n for n, _ in official.named_parameters()]
     expected = {n for n in names if not re.match(r'features\.[0-3]\.', n)}

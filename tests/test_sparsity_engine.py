@@ -86,7 +86,10 @@ def test_exact_sparsity_and_zeros_after_every_step(optimizer):
 
 
 def test_update_prunes_smallest_active_and_grows_as_many():
-    net, engine = make(sparsity=0.5, prune_rate=0.25, update_interval=1000)
+    # The strict variant: grown units come only from the old zeros, so pruned/grown are the
+    # mask differences.
+    net, engine = make(sparsity=0.5, prune_rate=0.25, update_interval=1000,
+                       regrow_just_pruned=False)
     engine.init_masks()
     engine.step = 0
     t = engine.targets[2]  # the Linear(16, 32)
@@ -106,8 +109,93 @@ def test_update_prunes_smallest_active_and_grows_as_many():
         math.ceil(engine.prune_rate * int(x.mask.sum())) for x in engine.targets)
 
 
+def _official_prune_set(t, k):
+    """The k smallest-magnitude active units (random floats: no ties)."""
+    magnitude = t.param.detach().abs().flatten().clone()
+    magnitude[~t.mask.flatten()] = float('inf')
+    return torch.zeros(t.num_units, dtype=torch.bool).index_fill_(
+        0, torch.topk(magnitude, k, largest=False).indices, True).reshape(t.unit_shape)
+
+
+def _sgd_trained(regrow_just_pruned, growth='random', seed=0):
+    net, engine = make(seed=seed, sparsity=0.5, prune_rate=0.5, growth=growth,
+                       update_interval=1000, regrow_just_pruned=regrow_just_pruned)
+    engine.init_masks()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    for _ in train(net, engine, opt, 2):
+        pass
+    engine.step = 0  # prune rate p0 = 0.5
+    return net, engine, opt
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_official_growth_regrows_just_pruned_units_with_their_value_and_state(seed):
+    # SLaK's truncate_weights: prune, grow among the zeros of the *pruned* mask, then mask.
+    net, engine, opt = _sgd_trained(True, seed=seed)
+    t = engine.targets[2]  # Linear(16, 32): 256 active, 128 pruned, 384 candidates
+    before = t.mask.clone()
+    k = math.ceil(0.5 * int(before.sum()))
+    pruned = _official_prune_set(t, k)
+    value = t.param.detach().clone()
+    momentum = opt.state[t.param]['momentum_buffer'].clone()
+    engine.update(opt)
+    after = t.mask
+    regrown = pruned & after
+    from_old_zeros = after & ~before
+    # about a third of the regrowth is just-pruned units at this density and rate
+    assert 0 < int(regrown.sum()) < k
+    assert int(regrown.sum()) + int(from_old_zeros.sum()) == k  # exact count
+    assert int(after.sum()) == int(before.sum())
+    assert torch.count_nonzero(value[regrown]) == int(regrown.sum())
+    assert torch.equal(t.param.detach()[regrown], value[regrown])  # old value kept
+    assert torch.equal(opt.state[t.param]['momentum_buffer'][regrown], momentum[regrown])
+    # units grown from long ago start at 0 with fresh state; pruned ones are zero
+    assert torch.count_nonzero(t.param.detach()[from_old_zeros]) == 0
+    assert torch.count_nonzero(opt.state[t.param]['momentum_buffer'][from_old_zeros]) == 0
+    assert torch.count_nonzero(t.param.detach()[~after]) == 0
+    # the units kept active are exactly the unpruned ones plus the grown ones
+    assert torch.equal(after & before & ~pruned, before & ~pruned)
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_strict_growth_never_regrows_just_pruned_units(seed):
+    net, engine, opt = _sgd_trained(False, seed=seed)
+    expected = []
+    for t in engine.targets:
+        before = t.mask.clone()
+        k = min(math.ceil(0.5 * int(before.sum())), int((~before).sum()))
+        expected.append((before, _official_prune_set(t, k), k))
+    engine.update(opt)
+    for t, (before, pruned, k) in zip(engine.targets, expected):
+        assert not (pruned & t.mask).any()
+        assert int((t.mask & ~before).sum()) == k
+        assert torch.count_nonzero(t.param.detach()[t.mask & ~before]) == 0
+
+
+def test_official_gradient_growth_ranks_just_pruned_units_too():
+    net, engine, opt = _sgd_trained(True, growth='gradient')
+    t = engine.targets[2]
+    k = math.ceil(0.5 * int(t.mask.sum()))
+    pruned = _official_prune_set(t, k)
+    candidates = ~(t.mask & ~pruned)
+    grad = t.param.grad.detach().abs().clone()
+    grad[~candidates] = -1
+    expected = torch.zeros_like(pruned).flatten().index_fill_(
+        0, torch.topk(grad.flatten(), k).indices, True).reshape(pruned.shape)
+    engine.update(opt)
+    assert torch.equal(t.mask, (t.mask & ~candidates) | expected)
+    assert torch.equal(t.mask & candidates, expected)
+    assert (expected & pruned).any()  # some of the best-gradient units were just pruned
+
+
+def test_regrow_option_is_checked():
+    with pytest.raises(TypeError, match='regrow_just_pruned must be True'):
+        make(regrow_just_pruned='yes')
+
+
 def test_gradient_growth_picks_largest_gradients_and_resets_optimizer_state():
-    net, engine = make(sparsity=0.5, prune_rate=0.2, growth='gradient', update_interval=1000)
+    net, engine = make(sparsity=0.5, prune_rate=0.2, growth='gradient', update_interval=1000,
+                       regrow_just_pruned=False)
     engine.init_masks()
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     for _ in train(net, engine, opt, 1):

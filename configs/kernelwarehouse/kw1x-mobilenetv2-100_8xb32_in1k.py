@@ -15,7 +15,7 @@ model = dict(
         type='mmlk.KWMobileNetV2',
         widen_factor=1.0,
         budget='1x',
-        out_indices=(4, )),
+        out_indices=(7, )),  # the final 1x1 conv (mmdet/mmpretrain layer indices)
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
         type='LinearClsHead',

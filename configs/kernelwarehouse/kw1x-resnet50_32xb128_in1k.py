@@ -12,7 +12,10 @@ model = dict(
         depth=50,
         budget='1x',
         drop_path_rate=0.1,
-        out_indices=(3, )),
+        out_indices=(3, ),
+        # the official ImageNet training: BNs train, residual branches start as torchvision's
+        norm_eval=False,
+        zero_init_residual=False),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(in_channels=2048))
 optim_wrapper = dict(

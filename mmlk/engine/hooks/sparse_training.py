@@ -63,6 +63,10 @@ class SparseTrainingHook(Hook):
         dense_threshold: layers at least this dense after initialisation stay dense.
         seed: base seed of the random draws; default: the run's ``randomness.seed`` (0 if
             the run has none), so runs with other seeds draw other masks.
+        regrow_just_pruned: True (official): growth picks among all zeros of the pruned mask,
+            so a unit pruned in the same update can come back with its value; False: only
+            among units inactive before the update. See
+            :class:`~mmlk.engine.sparsity.SparseEngine`.
     """
 
     priority = 'ABOVE_NORMAL'
@@ -84,17 +88,19 @@ class SparseTrainingHook(Hook):
                  dense_threshold: float = 0.99,
                  seed: Optional[int] = None,
                  tie: Sequence[str] = (),
-                 tie_every: int = 1) -> None:
+                 tie_every: int = 1,
+                 regrow_just_pruned: bool = True) -> None:
         self.engine_args = dict(
             sparsity=sparsity, init='dense_pattern' if frozen else init, growth=growth,
             prune_rate=prune_rate, update_interval=0 if frozen else update_interval,
             final_prune_rate=final_prune_rate, dense_threshold=dense_threshold, seed=seed,
-            tie=list(tie), tie_every=tie_every)
+            tie=as_patterns(tie, 'tie'), tie_every=tie_every, regrow_just_pruned=regrow_just_pruned)
         # Fail on bad values when the config is built, not after the data has loaded.
         check_sparse_options(init, growth, sparsity, prune_rate, final_prune_rate,
-                             0 if frozen else update_interval)
+                             0 if frozen else update_interval, regrow_just_pruned)
         if seed is not None:
             check_range(seed, 'seed', integer=True)
+        check_range(tie_every, 'tie_every', 1, integer=True)
         if total_steps is not None:
             check_range(total_steps, 'total_steps', 1, integer=True)
         # Validated here too, so that include='pwconv' is one pattern from the start.

@@ -7,28 +7,46 @@ as many inactive ones (random or largest gradient); ``p`` follows a cosine from 
 0.005 over training. This module is plain PyTorch (no Runner) so it can be driven and tested
 directly; :class:`mmlk.engine.hooks.SparseTrainingHook` wires it into mmengine.
 
-Differences from the official engine, all deliberate:
+Differences from the official engine (``sparse_core.py``/``funcs.py``), all deliberate; the
+growth rule itself (candidates, values of regrown units) is the official one by default:
 
 * exact counts: initial masks keep exactly ``round(density * n)`` units per layer and growth
   adds exactly as many units as were pruned (the official code draws Bernoulli masks);
-* grown units start at zero and their optimizer state (momentum, Adam moments) is reset;
+* a unit grown from long ago (inactive before the update) starts at zero with its optimizer
+  state (momentum, Adam moments) reset; the official engine zeroes only SGD's momentum and
+  keeps AdamW's stale moments for it. Growth itself follows the official ``truncate_weights``: the candidates are the zeros of
+  the mask *after* pruning, so a unit pruned in this very update can be chosen again and then
+  keeps its value and optimizer state (the mask is applied only after growth);
+  ``regrow_just_pruned=False`` is mmlk's stricter variant, which grows only among units that
+  were inactive before the update;
+* a layer's pruned weights are exactly those of its mask; the official code re-derives the
+  mask from ``|w|`` (masked entries are zero, so they sort first: the same set unless an active
+  weight is exactly 0);
 * masks are re-applied after every real optimizer step, AMP included (the official AMP path
   skips masking entirely), and are part of the checkpoint, with the step counter;
 * randomness comes from a generator seeded by (seed, step, layer), so every rank draws the
-  same masks; masks are also broadcast from rank 0 after every change;
+  same masks; masks are broadcast from rank 0 after every change (the official code
+  broadcasts every mask at every step), and gradient growth reads the all-reduced gradient;
+* the step counter and the prune-rate schedule continue on resume (the official counter
+  restarts at 0); the official ``>= 0.99`` dense-layer rule is kept and checkpointed;
+* a layer whose initial density rounds to no unit keeps one (with a warning naming it): the
+  official masks can cut a layer off for the whole run at high sparsity;
+* scores are NaN-safe (NaN counts as 0, inf as the largest finite value), so a non-finite
+  weight or gradient cannot grow an active unit or break the counts;
 * a second granularity: ``block_shape`` makes one mask bit cover a block of weights (e.g. a
   whole ``k x k`` kernel tile), scored by the block's L1 norm; element masks are the case
   ``block_shape = (1, ..., 1)``.
 """
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from mmlk.utils.validation import check_range
+from mmlk.utils.validation import as_patterns, check_range
 
 __all__ = [
     'SparseTarget', 'SparseEngine', 'allocate_densities', 'check_sparse_options',
@@ -41,19 +59,25 @@ _INIT = ('snip', 'ERK', 'uniform', 'dense_pattern')
 
 def check_sparse_options(init: str, growth: str, sparsity: float, prune_rate: float,
                          final_prune_rate: float = 0.005,
-                         update_interval: Optional[int] = 100) -> None:
+                         update_interval: Optional[int] = 100,
+                         regrow_just_pruned: bool = True) -> None:
     """Raise a TypeError/ValueError naming the accepted values for any unknown, mistyped or
     out-of-range option (``update_interval`` None or 0: static masks)."""
     if init not in _INIT:
         raise ValueError(f'unknown sparse init {init!r}; choose from {list(_INIT)}')
     if growth not in _GROWTH:
         raise ValueError(f'unknown growth {growth!r}; choose from {list(_GROWTH)}')
-    check_range(sparsity, 'sparsity', 0, 1, high_open=True)
+    # 0 would be dense training (remove the hook instead)
+    check_range(sparsity, 'sparsity', 0, 1, low_open=True, high_open=True)
     check_range(prune_rate, 'prune_rate', 0, 1, high_open=True)
     check_range(final_prune_rate, 'final_prune_rate', 0, 1, high_open=True)
     if update_interval is not None:
         check_range(update_interval, 'update_interval (optimizer steps between updates; 0 or '
                     'None: static masks)', 0, integer=True)
+    if not isinstance(regrow_just_pruned, bool):
+        raise TypeError('regrow_just_pruned must be True (the official engine: growth may pick '
+                        'units pruned in the same update) or False (only units inactive before '
+                        f'the update), got {regrow_just_pruned!r}')
 
 
 @dataclass
@@ -173,6 +197,16 @@ def _smallest(values: Tensor, k: int) -> Tensor:
     return torch.cat([below, ties])
 
 
+def _finite_scores(scores: Tensor) -> Tensor:
+    """Non-negative unit scores with NaN as 0 and +inf as the largest finite value, so that
+    the +-inf written over the ineligible units is the only infinity: a NaN or inf weight or
+    gradient can then neither make :func:`_smallest` pick an ineligible unit (a pruned unit
+    pruned again, an active one grown) nor break the exact counts. (Training stops on
+    non-finite gradients before an update can see them, ``mmlk.NonFiniteGuardHook``; this keeps
+    the engine's invariants when it is driven directly.)"""
+    return torch.nan_to_num(scores, nan=0.0, posinf=torch.finfo(scores.dtype).max, neginf=0.0)
+
+
 class SparseEngine:
     """Masks, schedule and prune/grow updates for a set of :class:`SparseTarget`.
 
@@ -196,6 +230,11 @@ class SparseEngine:
             pruned on the members' summed magnitude and its new mask copied to the others
             (the official ``--sparse_gap``); at other updates members evolve independently.
         tie_every: see ``tie`` (1: the copies always share one mask).
+        regrow_just_pruned: True (the official engine): growth picks among every zero of the
+            mask after pruning, units pruned in the same update included, which come back
+            with their value and optimizer state. False: growth picks only among units that
+            were inactive before the update, so a pruned unit stays out for at least one
+            update interval (mmlk's earlier behaviour).
     """
 
     def __init__(self,
@@ -210,10 +249,12 @@ class SparseEngine:
                  dense_threshold: float = 0.99,
                  seed: int = 0,
                  tie: Sequence[str] = (),
-                 tie_every: int = 1) -> None:
-        check_sparse_options(init, growth, sparsity, prune_rate, final_prune_rate, update_interval)
-        if tie_every < 1:
-            raise ValueError(f'tie_every must be >= 1, got {tie_every}')
+                 tie_every: int = 1,
+                 regrow_just_pruned: bool = True) -> None:
+        check_sparse_options(init, growth, sparsity, prune_rate, final_prune_rate, update_interval,
+                             regrow_just_pruned)
+        check_range(tie_every, 'tie_every', 1, integer=True)
+        tie = as_patterns(tie, 'tie')
         if not targets:
             raise ValueError('no parameter matched the sparse-training selection')
         self.targets = list(targets)
@@ -228,6 +269,7 @@ class SparseEngine:
         self.seed = seed
         self.tie = [re.compile(p) for p in tie]
         self.tie_every = tie_every
+        self.regrow_just_pruned = regrow_just_pruned
         self.step = 0
         self.last_update: Dict[str, float] = {}
         # Layers made dense at initialisation (name -> units): they count towards the global
@@ -292,13 +334,26 @@ class SparseEngine:
                     raise ValueError('init="snip" needs SNIP scores (one batch of gradients)')
                 unit_scores = [t.reduce(s) for t, s in zip(self.targets, snip_scores)]
             densities = allocate_densities(self.targets, density, self.init, unit_scores)
+            emptied = []
             for index, (t, d) in enumerate(zip(self.targets, densities)):
                 keep = int(round(d * t.num_units))
+                if keep == 0:
+                    # A layer without an active unit would be cut from the network for good
+                    # (updates prune and grow among active units): keep one to regrow from.
+                    keep = 1
+                    emptied.append(t.name)
                 scores = self._random_scores(t, 0, index).flatten()
                 mask = torch.zeros(t.num_units, dtype=torch.bool, device=t.mask.device)
                 if keep:
                     mask[torch.topk(scores, keep).indices] = True
                 t.mask = mask.reshape(t.unit_shape)
+            if emptied:
+                warnings.warn(
+                    f'sparse init {self.init!r} at sparsity {self.sparsity} gives {len(emptied)} '
+                    f'layer(s) no weight at all: {", ".join(emptied)}. Each keeps 1 unit so '
+                    'that prune/grow can revive it (a fully pruned layer would block its path '
+                    'through the network for the whole run); a lower sparsity or init="ERK" '
+                    'spreads the budget more evenly.', stacklevel=2)
         # Layers (almost) dense at init stay dense and leave the engine, as in the official code.
         kept = [(t, d) for t, d in zip(self.targets, densities) if d < self.dense_threshold]
         self.dense_layers = {t.name: t.num_units for t, d in zip(self.targets, densities)
@@ -367,34 +422,39 @@ class SparseEngine:
                 continue  # takes its leader's new mask below
             flat_mask = t.mask.flatten()
             active = int(flat_mask.sum())
-            num_remove = int(math.ceil(rate * active))
-            inactive = t.num_units - active
-            num_remove = min(num_remove, active, inactive) if inactive else 0
+            num_remove = min(int(math.ceil(rate * active)), active)
+            if not self.regrow_just_pruned:  # grown units must come from the old zeros
+                num_remove = min(num_remove, t.num_units - active)
             if num_remove == 0:
                 continue
             members = groups.get(id(t), [t])  # a leader is pruned on the summed magnitude
-            magnitude = sum(m.reduce(m.param.detach()).flatten().float() for m in members)
-            magnitude[~flat_mask] = float('inf')
+            magnitude = _finite_scores(
+                sum(m.reduce(m.param.detach()).flatten().float() for m in members))
+            magnitude[~flat_mask] = float('inf')  # only active units can be pruned
             pruned = _smallest(magnitude, num_remove)
-            # candidates: units inactive before this update (a just-pruned unit is not regrown)
+            pruned_mask = flat_mask.clone()
+            pruned_mask[pruned] = False
+            # Growth candidates: the official engine grows among the zeros of the pruned mask
+            # (a just-pruned unit may come back); the strict variant among the old zeros.
+            candidate_mask = ~(pruned_mask if self.regrow_just_pruned else flat_mask)
             if self.growth == 'gradient':
                 if t.param.grad is None:
                     raise RuntimeError(f'gradient growth needs {t.name}.grad, which is None; '
                                        'the update must run before zero_grad')
-                grow_score = t.reduce(t.param.grad.detach()).flatten().float()
-                grow_score[flat_mask] = -float('inf')
+                grow_score = _finite_scores(t.reduce(t.param.grad.detach()).flatten().float())
+                grow_score[~candidate_mask] = -float('inf')  # only candidates can grow
                 grown = _smallest(-grow_score, num_remove)
             else:
-                candidates = torch.nonzero(~flat_mask).flatten()
+                candidates = torch.nonzero(candidate_mask).flatten()
                 order = torch.randperm(candidates.numel(),
                                        generator=self._generator(self.step, index))
                 grown = candidates[order[:num_remove].to(candidates.device)]
-            new_mask = flat_mask.clone()
-            new_mask[pruned] = False
+            new_mask = pruned_mask
             new_mask[grown] = True
-            changed = torch.zeros_like(flat_mask)
-            changed[pruned] = True
-            changed[grown] = True
+            # Units whose value and optimizer state restart: pruned for good, or grown from
+            # an old zero. A just-pruned unit grown back keeps both (official: the weights are
+            # masked only after growth).
+            changed = new_mask != flat_mask
             t.mask = new_mask.reshape(t.unit_shape)
             self._reset_state(t, optimizer, t.expand(changed.reshape(t.unit_shape)))
             total_pruned += num_remove
