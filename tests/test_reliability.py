@@ -383,7 +383,7 @@ def test_sparse_selection_takes_a_string_as_one_pattern():
     (dict(update_interval=0.5), TypeError, 'update_interval .* must be an integer'),
     (dict(update_interval=-1), ValueError, 'update_interval'),
     (dict(final_prune_rate=1.5), ValueError, r'final_prune_rate must be in \[0, 1\)'),
-    (dict(sparsity='0.4'), TypeError, r"sparsity must be a number in \[0, 1\), got '0.4'"),
+    (dict(sparsity='0.4'), TypeError, r"sparsity must be a number in \(0, 1\), got '0.4'"),
     (dict(include=5), TypeError, 'include must be'),
 ])
 def test_sparse_hook_options_are_checked(kwargs, error, message):

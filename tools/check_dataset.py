@@ -3,9 +3,12 @@
     python tools/check_dataset.py CONFIG [--splits train val test] [--cfg-options ...]
 
 Every sample goes through its split's pipeline (unreadable or empty images, label maps with
-values outside the classes, any pipeline error: each reported with its file), and boxes with
-zero or negative width/height are counted from the raw annotations (COCO JSON, VOC XML), since
-mmdet drops some of them silently. Prints a summary per dataset; exits 1 if anything is wrong.
+values outside the classes, 16-bit or colour label maps that mmseg's 8-bit reading would
+change, class labels outside the classes, any pipeline error: each reported with its file);
+unreadable annotation files and empty splits are named; and the raw annotations (COCO JSON,
+VOC XML) are read for what mmdet drops or keeps wrong without a word: boxes with zero or
+negative width/height, class names or category ids outside the dataset's classes, boxes
+entirely outside their image. Prints a summary per dataset; exits 1 if anything is wrong.
 """
 import argparse
 import os.path as osp
@@ -18,9 +21,10 @@ from mmlk.utils import setup_torch_load  # noqa: E402
 setup_torch_load()
 
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.registry import DATASETS, init_default_scope  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
 
-from mmlk.datasets.checks import scan_dataset  # noqa: E402
+from mmlk.datasets.checks import (DataSampleError, DatasetReport,  # noqa: E402
+                                  build_dataset_with_reports, scan_dataset)
 from mmlk.utils import DatasetNotFoundError, check_dataset_paths  # noqa: E402
 from mmlk.utils.runtime import leaf_datasets  # noqa: E402
 
@@ -52,7 +56,11 @@ def main() -> None:
             seen.add(key)
             name = f'{loader}.dataset' + (f' #{index}' if index else '')
             print(f'scanning {name} ({dataset_cfg.get("type")})')
-            dataset = DATASETS.build(dataset_cfg)
+            try:
+                dataset = build_dataset_with_reports(dataset_cfg)
+            except DataSampleError as err:  # unreadable annotations, an empty split
+                reports.append(DatasetReport(name, bad_samples=[str(err)]))
+                continue
             reports.append(scan_dataset(dataset, name, progress=not args.no_progress))
     print('\nSummary')
     for report in reports:

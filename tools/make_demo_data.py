@@ -20,12 +20,15 @@ def main() -> None:
     parser.add_argument('dataset', choices=sorted(DEMO_WRITERS) + ['all'])
     parser.add_argument('--out', default='data/demo', help='demo data root')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--force', action='store_true',
+                        help='write even into dataset folders that hold other files (they may '
+                        'be overwritten); by default only empty folders and earlier demo data')
     parser.add_argument('--num-train', type=int, help='training images (per class for imagenet)')
     parser.add_argument('--num-val', type=int, help='validation images (per class for imagenet)')
     args = parser.parse_args()
     names = sorted(DEMO_WRITERS) if args.dataset == 'all' else [args.dataset]
     for name in names:
-        kwargs = dict(seed=args.seed)
+        kwargs = dict(seed=args.seed, force=args.force)
         train_key, val_key = {
             'imagenet': ('per_class_train', 'per_class_val'),
             'voc': ('num_train', 'num_test'),
@@ -34,7 +37,10 @@ def main() -> None:
             kwargs[train_key] = args.num_train
         if args.num_val is not None:
             kwargs[val_key] = args.num_val
-        root = DEMO_WRITERS[name](osp.join(args.out, DEMO_SUBDIRS[name]), **kwargs)
+        try:
+            root = DEMO_WRITERS[name](osp.join(args.out, DEMO_SUBDIRS[name]), **kwargs)
+        except FileExistsError as err:
+            raise SystemExit(f'error: {err}') from None
         print(f'{name}: {root}')
 
 

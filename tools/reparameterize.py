@@ -25,7 +25,7 @@ setup_torch_load()
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from mmlk.models.utils import save_checkpoint_file  # noqa: E402
+from mmlk.models.utils import atomic_write_bytes, save_checkpoint_file  # noqa: E402
 from mmlk.ops import switch_to_deploy  # noqa: E402
 from mmlk.utils.deploy import (build_model_for_weights, feature_outputs,  # noqa: E402
                                has_deploy_form, load_weights_strictly)
@@ -38,6 +38,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', help='trained checkpoint (training form)')
     parser.add_argument('out', help='deploy checkpoint to write')
     parser.add_argument('--out-config', help='deploy config to write (default: OUT with .py)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace OUT / the deploy config if they exist (never an input)')
     parser.add_argument('--size', type=int, default=128, help='side of the random check input')
     parser.add_argument('--tol', type=float, default=1e-6,
                         help='largest accepted |deploy - train| / max|train| per output, float64')
@@ -46,8 +48,29 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def check_outputs(args: argparse.Namespace) -> str:
+    """The deploy config's path; exits if an output would replace an input, or an existing
+    file without --overwrite (e.g. ``reparameterize.py CFG.py CKPT CFG.pth`` would otherwise
+    write the deploy config over CFG.py, with itself as its _base_)."""
+    out_config = args.out_config or osp.splitext(args.out)[0] + '.py'
+    inputs = {osp.realpath(args.config): 'the config', osp.realpath(args.checkpoint):
+              'the checkpoint'}
+    if osp.realpath(args.out) == osp.realpath(out_config):
+        raise SystemExit(f'error: the deploy checkpoint and config would both be {args.out}')
+    for what, path in (('deploy checkpoint', args.out), ('deploy config', out_config)):
+        if osp.realpath(path) in inputs:
+            raise SystemExit(f'error: the {what} {path} is {inputs[osp.realpath(path)]} given '
+                             'as input; choose another output name (--out-config for the '
+                             'config)')
+        if osp.exists(path) and not args.overwrite:
+            raise SystemExit(f'error: the {what} {path} exists; pass --overwrite to replace it '
+                             'or choose another name')
+    return out_config
+
+
 def main() -> None:
     args = parse_args()
+    out_config = check_outputs(args)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -78,14 +101,13 @@ def main() -> None:
 
     meta = dict(reparameterized_from=osp.abspath(args.checkpoint), config=osp.abspath(args.config))
     save_checkpoint_file(dict(state_dict=model.state_dict(), meta=meta), args.out)
-    out_config = args.out_config or osp.splitext(args.out)[0] + '.py'
-    with open(out_config, 'w') as f:
-        f.write(f'# Deploy form of {osp.basename(args.config)}, written by tools/reparameterize.py\n'
-                f'_base_ = [{osp.abspath(args.config)!r}]\n'
-                'model = dict(backbone=dict(deploy=True, init_cfg=None))\n'
-                f'load_from = {osp.abspath(args.out)!r}\n'
-                '# Training-time hooks (sparse training, EMA) do not apply to a deployed model.\n'
-                'custom_hooks = []\n')
+    atomic_write_bytes((
+        f'# Deploy form of {osp.basename(args.config)}, written by tools/reparameterize.py\n'
+        f'_base_ = [{osp.abspath(args.config)!r}]\n'
+        'model = dict(backbone=dict(deploy=True, init_cfg=None))\n'
+        f'load_from = {osp.abspath(args.out)!r}\n'
+        '# Training-time hooks (sparse training, EMA) do not apply to a deployed model.\n'
+        'custom_hooks = []\n').encode(), out_config)
     print(f'wrote {args.out} and {out_config}')
 
 

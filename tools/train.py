@@ -12,7 +12,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmlk.utils import (add_runner_args,  # noqa: E402
                         check_dataset_paths, install_safety_hooks, load_config,
                         prepare_optim_wrapper_for_device, resolve_resume_checkpoint,
-                        setup_torch_load, use_seed_of_checkpoint)
+                        setup_torch_load, use_seed_of_checkpoint, work_dir_lock)
 
 from mmlk.models.utils import check_checkpoint_file  # noqa: E402
 from mmlk.utils import user_errors_as_messages  # noqa: E402
@@ -50,10 +50,12 @@ def build_cfg(args: argparse.Namespace) -> Config:
     if args.resume == 'auto':
         # Resolved here, not by mmengine, so that a truncated checkpoint or a broken
         # last_checkpoint pointer falls back to the newest complete checkpoint.
-        path = resolve_resume_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+        with user_errors_as_messages():
+            path = (resolve_resume_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir)
+                    else None)
         if path is None:
-            print_log(f'--resume: no complete checkpoint in {cfg.work_dir}; training from the '
-                      'start.', logger='current', level=30)
+            print_log(f'--resume: no checkpoint in {cfg.work_dir}; training from the start.',
+                      logger='current', level=30)
             cfg.resume, cfg.load_from = False, cfg.get('load_from')
         else:
             cfg.resume, cfg.load_from = True, path
@@ -68,6 +70,12 @@ def build_cfg(args: argparse.Namespace) -> Config:
 
 def main() -> None:
     args = parse_args()
+    with user_errors_as_messages(), work_dir_lock(load_config(args).work_dir):
+        _train(args)
+
+
+def _train(args: argparse.Namespace) -> None:
+    # under the work-dir lock, so that --resume reads a work dir no other run is writing
     cfg = build_cfg(args)
     with user_errors_as_messages():
         setup_distributed(cfg)  # gloo without CUDA; NCCL through mmengine with it

@@ -14,8 +14,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-__all__ = ['DataSampleError', 'DatasetReport', 'install_sample_error_reports', 'sample_files',
-           'scan_dataset']
+__all__ = ['DataSampleError', 'DatasetReport', 'build_dataset_with_reports',
+           'install_sample_error_reports', 'sample_files', 'scan_dataset']
 
 # mmseg's ignore label (decode heads' ignore_index, reduce_zero_label's target for class 0).
 SEG_IGNORE_INDEX = 255
@@ -51,6 +51,52 @@ def _check_seg_labels(dataset, data: dict) -> Optional[str]:
     return None
 
 
+def _check_raw_seg_map(path: str) -> Optional[str]:
+    """What mmseg's 8-bit reading would silently change in a label file, or None: a 16-bit
+    map with values above 255 (``astype(uint8)`` wraps 304 to 48) or a colour (RGB) map (one
+    class index per pixel is expected). Reads the header; decodes only 16/32-bit maps."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if mode in ('RGB', 'RGBA', 'CMYK', 'YCbCr', 'LAB', 'HSV'):
+                return (f'a colour ({mode}) label map: mmseg needs one class index per pixel '
+                        '(an 8-bit grey or palette PNG); convert the colours to indices')
+            if mode.startswith('I'):  # I;16, I;16B, I (32-bit)
+                peak = int(np.asarray(image).max())
+                if peak > 255:
+                    return (f'a {mode} label map with values up to {peak}: mmseg reads labels '
+                            f'as 8 bits, so they would wrap ({peak} -> {peak % 256}); store '
+                            'class indices 0..255 in an 8-bit PNG')
+    except OSError:
+        return None  # unreadable: the pipeline itself reports it with its error
+    return None
+
+
+def _check_cls_label(dataset, data: dict) -> Optional[str]:
+    """An mmpretrain sample's label outside ``0..num_classes-1``, or None."""
+    sample = data.get('data_samples') if isinstance(data, dict) else None
+    label = getattr(sample, 'gt_label', None)
+    classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
+    if label is None or not classes or not hasattr(label, 'numel') or not label.numel():
+        return None
+    bad = label[(label < 0) | (label >= len(classes))]
+    if bad.numel():
+        return (f'class label {bad.tolist()} is outside the {len(classes)} classes (valid: '
+                f'0..{len(classes) - 1})')
+    return None
+
+
+def sample_problem(dataset, data_info: dict, data: dict) -> Optional[str]:
+    """What is wrong with a loaded sample that its pipeline did not notice, or None."""
+    seg_map = data_info.get('seg_map_path')
+    if isinstance(seg_map, str) and osp.isfile(seg_map):
+        problem = _check_raw_seg_map(seg_map)
+        if problem:
+            return problem
+    return _check_seg_labels(dataset, data) or _check_cls_label(dataset, data)
+
+
 def _prepare_data_with_reports(self, idx):
     data_info = self.get_data_info(idx)
     try:
@@ -60,10 +106,101 @@ def _prepare_data_with_reports(self, idx):
     except Exception as err:
         raise DataSampleError(f'{_describe(self, idx, data_info)}: {type(err).__name__}: '
                               f'{err}') from err
-    problem = _check_seg_labels(self, data)
+    problem = sample_problem(self, data_info, data)
     if problem:
         raise DataSampleError(f'{_describe(self, idx, data_info)}: {problem}')
     return data
+
+
+def _leaf_cfgs(cfg) -> List[dict]:
+    """The innermost dataset configs of a (possibly wrapped) dataset config."""
+    if isinstance(cfg, dict) and isinstance(cfg.get('datasets'), (list, tuple)):
+        return [leaf for c in cfg['datasets'] for leaf in _leaf_cfgs(c)]
+    if isinstance(cfg, dict) and isinstance(cfg.get('dataset'), dict):
+        return _leaf_cfgs(cfg['dataset'])
+    return [cfg] if isinstance(cfg, dict) else []
+
+
+def _ann_path(leaf: dict) -> str:
+    ann_file, root = str(leaf.get('ann_file') or ''), leaf.get('data_root') or ''
+    return osp.join(root, ann_file) if ann_file and root and not osp.isabs(ann_file) else ann_file
+
+
+def _unparsable_xml(leaf: dict) -> List[str]:
+    """The VOC XML files of a VOC-style config's split list that do not parse (an
+    ``ET.ParseError`` names no file)."""
+    prefix = leaf.get('data_prefix') or {}
+    sub_root = osp.join(leaf.get('data_root') or '', prefix.get('sub_data_root', ''))
+    bad = []
+    try:
+        with open(_ann_path(leaf)) as f:
+            ids = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return bad
+    for img_id in ids:
+        path = osp.join(sub_root, leaf.get('ann_subdir', 'Annotations'), f'{img_id}.xml')
+        try:
+            ET.parse(path)
+        except ET.ParseError as err:
+            bad.append(f'{path} ({err})')
+        except OSError:
+            continue
+    return bad
+
+
+def _is_empty_list(path: str) -> bool:
+    """A text split list (``*.txt``) without any entry."""
+    if not path.endswith('.txt') or not osp.isfile(path):
+        return False
+    with open(path) as f:
+        return not any(line.strip() for line in f)
+
+
+def build_dataset_with_reports(dataset_cfg):
+    """``DATASETS.build`` + ``full_init`` of a dataset config whose failures name the
+    annotation files (and the broken XML files: an ``ET.ParseError`` names none), and which
+    refuses a training/validation split with no sample at all (mmengine would build a
+    dataloader of nothing, or fail later without a name). Returns the dataset."""
+    from mmengine.registry import DATASETS
+    leaves = _leaf_cfgs(dataset_cfg)
+    where = '; '.join(f"{leaf.get('type')} ann_file={_ann_path(leaf) or '(none)'}"
+                      for leaf in leaves) or repr(dataset_cfg)
+    try:
+        dataset = DATASETS.build(dataset_cfg)
+        if hasattr(dataset, 'full_init'):
+            dataset.full_init()
+    except DataSampleError:
+        raise
+    except Exception as err:
+        empty = [path for path in map(_ann_path, leaves) if _is_empty_list(path)]
+        if empty:
+            raise DataSampleError(f'the dataset {where} has no samples: the split list '
+                                  f'{", ".join(empty)} is empty') from err
+        text = str(err).split('\n')[0]
+        detail = ''
+        if isinstance(err, ET.ParseError) or 'ParseError' in type(err).__name__:
+            broken = [b for leaf in leaves for b in _unparsable_xml(leaf)]
+            detail = ('; unparsable XML: ' + ', '.join(broken[:5])) if broken else ''
+        if not isinstance(err, (OSError, ValueError, KeyError, IndexError, TypeError,
+                                AttributeError, ET.ParseError)) and not detail:
+            raise
+        raise DataSampleError(f'cannot read the annotations of {where}: '
+                              f'{type(err).__name__}: {text}{detail}') from err
+    if len(dataset) == 0:
+        raise DataSampleError(
+            f'the dataset {where} has no samples (an empty split list, wrong data_root or '
+            'data_prefix, or filter_cfg removed every sample)')
+    return dataset
+
+
+def _build_dataloader_with_reports(dataloader, *args, **kwargs):
+    if isinstance(dataloader, dict) and isinstance(dataloader.get('dataset'), dict):
+        dataloader = dict(dataloader)
+        dataloader['dataset'] = build_dataset_with_reports(dataloader['dataset'])
+    return _ORIGINAL_BUILD_DATALOADER[0](dataloader, *args, **kwargs)
+
+
+_ORIGINAL_BUILD_DATALOADER: list = []
 
 
 def install_sample_error_reports() -> None:
@@ -77,6 +214,10 @@ def install_sample_error_reports() -> None:
         return
     _prepare_data_with_reports._mmlk_reports = True
     BaseDataset.prepare_data = _prepare_data_with_reports
+    # Dataset construction too: a broken annotation file or an empty split names its files.
+    from mmengine.runner import Runner
+    _ORIGINAL_BUILD_DATALOADER.append(Runner.build_dataloader)
+    Runner.build_dataloader = staticmethod(_build_dataloader_with_reports)
 
 
 @dataclass
@@ -87,47 +228,93 @@ class DatasetReport:
     bad_samples: List[str] = field(default_factory=list)
     degenerate_boxes: List[str] = field(default_factory=list)
     num_boxes: int = 0
+    # annotations a parser drops or mislabels without a word: unknown classes, boxes outside
+    # their image
+    annotation_problems: List[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.bad_samples and not self.degenerate_boxes
+        return not self.bad_samples and not self.degenerate_boxes and \
+            not self.annotation_problems
 
     def summary(self) -> str:
         lines = [f'{self.name}: {self.num_samples} samples, {len(self.bad_samples)} unusable'
                  + (f', {len(self.degenerate_boxes)} of {self.num_boxes} boxes degenerate '
-                    '(zero or negative width/height)' if self.num_boxes else '')]
-        for found in (self.bad_samples, self.degenerate_boxes):
+                    '(zero or negative width/height)' if self.num_boxes else '')
+                 + (f', {len(self.annotation_problems)} annotations dropped or wrong '
+                    '(unknown class, box outside its image)' if self.annotation_problems
+                    else '')]
+        for found in (self.bad_samples, self.degenerate_boxes, self.annotation_problems):
             lines += [f'  {line}' for line in found[:20]]
             if len(found) > 20:
                 lines.append(f'  ... (+{len(found) - 20} more)')
         return '\n'.join(lines)
 
 
-def _raw_degenerate_boxes(dataset) -> Optional[tuple]:
-    """Degenerate boxes in the raw annotation files, which mmdet's parsers may drop silently
-    (COCO: ``w < 1 or h < 1`` boxes are skipped): ``(list of lines, number of boxes)``."""
+def _outside(x1: float, y1: float, x2: float, y2: float, width, height) -> bool:
+    """True when the box does not overlap its image at all."""
+    if not width or not height:
+        return False
+    return x2 <= 0 or y2 <= 0 or x1 >= float(width) or y1 >= float(height)
+
+
+def _raw_annotation_problems(dataset) -> Optional[tuple]:
+    """Read the raw annotation files (COCO JSON, VOC XML) for what mmdet's parsers drop or
+    keep wrong without a word: degenerate boxes (COCO ``w < 1 or h < 1`` are skipped), class
+    names / category ids outside the dataset's classes (skipped), boxes entirely outside
+    their image (kept, trained as empty crops). ``(degenerate, other problems, number of
+    boxes)``, or None for datasets without such files."""
     ann_file = getattr(dataset, 'ann_file', '')
+    classes = list((getattr(dataset, 'metainfo', None) or {}).get('classes') or [])
     if ann_file.endswith('.json'):
         with open(ann_file) as f:
             coco = json.load(f)
-        files = {im['id']: im.get('file_name', im['id']) for im in coco.get('images', [])}
-        bad = [f'{ann_file}: annotation {a.get("id")} of image {files.get(a.get("image_id"))}: '
-               f'bbox {a["bbox"]} (mmdet drops it)'
-               for a in coco.get('annotations', []) if a['bbox'][2] < 1 or a['bbox'][3] < 1]
-        return bad, len(coco.get('annotations', []))
-    if hasattr(dataset, 'data_list') and getattr(dataset, 'ann_subdir', None) is not None:
-        bad, total = [], 0
-        for info in dataset.data_list:
+        images = {im['id']: im for im in coco.get('images', [])}
+        categories = {c['id']: c.get('name') for c in coco.get('categories', [])}
+        used = {i for i, name in categories.items() if not classes or name in classes}
+        degenerate, problems = [], []
+        for a in coco.get('annotations', []):
+            image = images.get(a.get('image_id'), {})
+            where = f'{ann_file}: annotation {a.get("id")} of image ' \
+                f'{image.get("file_name", a.get("image_id"))}'
+            x, y, w, h = a['bbox']
+            if w < 1 or h < 1:
+                degenerate.append(f'{where}: bbox {a["bbox"]} (mmdet drops it)')
+            if a.get('category_id') not in categories:
+                problems.append(f'{where}: category_id {a.get("category_id")} is not in the '
+                                f'file\'s categories {sorted(categories)} (mmdet drops it)')
+            elif a.get('category_id') not in used:
+                problems.append(f'{where}: category {categories[a["category_id"]]!r} is not '
+                                'one of the dataset classes (mmdet drops it)')
+            if _outside(x, y, x + w, y + h, image.get('width'), image.get('height')):
+                problems.append(f'{where}: bbox {a["bbox"]} lies entirely outside the '
+                                f'{image.get("width")}x{image.get("height")} image')
+        return degenerate, problems, len(coco.get('annotations', []))
+    if getattr(dataset, 'ann_subdir', None) is not None:
+        degenerate, problems, total = [], [], 0
+        # get_data_info: mmengine serialises data_list away after full_init
+        for info in (dataset.get_data_info(i) for i in range(len(dataset))):
             path = info.get('xml_path')
             if not path or not osp.isfile(path):
                 continue
-            for obj in ET.parse(path).getroot().findall('object'):
+            root = ET.parse(path).getroot()
+            size = root.find('size')
+            width = size.find('width').text if size is not None else None
+            height = size.find('height').text if size is not None else None
+            for obj in root.findall('object'):
+                name = obj.find('name').text
                 box = obj.find('bndbox')
                 x1, y1, x2, y2 = (float(box.find(t).text) for t in ('xmin', 'ymin', 'xmax', 'ymax'))
                 total += 1
                 if x2 <= x1 or y2 <= y1:
-                    bad.append(f'{path}: {obj.find("name").text} box {[x1, y1, x2, y2]}')
-        return bad, total
+                    degenerate.append(f'{path}: {name} box {[x1, y1, x2, y2]}')
+                if classes and name not in classes:
+                    problems.append(f'{path}: class {name!r} is not one of the dataset '
+                                    f'classes (mmdet drops the box; misspelt?)')
+                if _outside(x1, y1, x2, y2, width, height):
+                    problems.append(f'{path}: {name} box {[x1, y1, x2, y2]} lies entirely '
+                                    f'outside the {width}x{height} image')
+        return degenerate, problems, total
     return None
 
 
@@ -139,7 +326,10 @@ def scan_dataset(dataset, name: str, progress: bool = True) -> DatasetReport:
     install_sample_error_reports()
     dataset.full_init()
     report = DatasetReport(name, num_samples=len(dataset))
-    raw = _raw_degenerate_boxes(dataset)
+    if len(dataset) == 0:
+        report.bad_samples.append(f'the split has no samples (ann_file='
+                                  f'{getattr(dataset, "ann_file", None)})')
+    raw = _raw_annotation_problems(dataset)
     bar = ProgressBar(len(dataset)) if progress else None
     boxes_seen = 0
     for idx in range(len(dataset)):
@@ -162,7 +352,7 @@ def scan_dataset(dataset, name: str, progress: bool = True) -> DatasetReport:
     if bar is not None:
         print()
     if raw is not None:
-        report.degenerate_boxes, report.num_boxes = raw
+        report.degenerate_boxes, report.annotation_problems, report.num_boxes = raw
     else:
         report.num_boxes = boxes_seen
     return report

@@ -6,18 +6,19 @@ save them as ADE20K, PASCAL VOC 2007/2012, COCO instances or ImageNet folders, s
 mmseg/mmdet/mmpretrain dataset classes and pipelines read them unchanged. Everything is
 deterministic from the seed; nothing touches the global RNGs.
 """
+import functools
 import json
 import os
 import os.path as osp
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 from xml.etree import ElementTree as ET
 
 import cv2
 import numpy as np
 
 __all__ = [
-    'SHAPES', 'render_scene', 'make_ade20k', 'make_voc', 'make_coco', 'make_imagenet',
+    'DEMO_MARKER', 'SHAPES', 'render_scene', 'make_ade20k', 'make_voc', 'make_coco', 'make_imagenet',
     'DEMO_ADE20K_CLASSES', 'DEMO_VOC_CLASSES', 'DEMO_COCO_CLASSES'
 ]
 
@@ -162,11 +163,36 @@ def _rng(seed: int, *salt: int) -> np.random.Generator:
     return np.random.default_rng([seed, *salt])
 
 
+DEMO_MARKER = '.mmlk-demo-data'
+"""The file every demo dataset root carries: only such a root may be written over."""
+
+
+def _demo_root(writer: Callable[..., str]) -> Callable[..., str]:
+    """Guard a dataset writer: it writes only into a missing or empty folder or an earlier
+    demo dataset (one with :data:`DEMO_MARKER`), unless ``force=True``, and marks its root.
+    ``data/`` is OpenMMLab's standard dataset root: writing the demo into a real
+    ``data/VOCdevkit`` or ``data/coco`` would replace the user's annotation files."""
+    @functools.wraps(writer)
+    def guarded(root: str, *args, force: bool = False, **kwargs) -> str:
+        if osp.isdir(root) and os.listdir(root) and not osp.isfile(osp.join(root, DEMO_MARKER)) \
+                and not force:
+            raise FileExistsError(
+                f'{root} already holds files that are not mmlk demo data (no {DEMO_MARKER} '
+                'file): writing the demo dataset there would overwrite them (a real dataset?). '
+                'Choose another --out (e.g. data/demo), or pass --force to write anyway.')
+        out = writer(root, *args, **kwargs)
+        with open(osp.join(root, DEMO_MARKER), 'w') as f:
+            f.write(f'written by mmlk {writer.__name__}\n')
+        return out
+    return guarded
+
+
 def _scene_labels(rng: np.random.Generator, num_classes: int, max_objects: int) -> List[int]:
     return [int(v) for v in rng.integers(0, num_classes, int(rng.integers(1, max_objects + 1)))]
 
 
 # ---------------------------------------------------------------------------------------- ADE20K
+@_demo_root
 def make_ade20k(root: str, num_train: int = 80, num_val: int = 20, size: int = 128,
                 seed: int = 0) -> str:
     """ADE20K layout (``images/{training,validation}/*.jpg``, ``annotations/.../*.png``).
@@ -214,6 +240,7 @@ def _voc_xml(filename: str, width: int, height: int, objects: List[SceneObject])
     return root
 
 
+@_demo_root
 def make_voc(root: str, num_train: int = 80, num_test: int = 20, width: int = 160,
              height: int = 128, seed: int = 0) -> str:
     """PASCAL VOC layout under ``root`` (= the ``VOCdevkit`` folder): VOC2007 with
@@ -241,6 +268,7 @@ def make_voc(root: str, num_train: int = 80, num_test: int = 20, width: int = 16
 
 
 # ---------------------------------------------------------------------------------------- COCO
+@_demo_root
 def make_coco(root: str, num_train: int = 80, num_val: int = 20, width: int = 160,
               height: int = 128, seed: int = 0) -> str:
     """COCO instances layout (``annotations/instances_{train,val}2017.json``,
@@ -273,6 +301,7 @@ def make_coco(root: str, num_train: int = 80, num_val: int = 20, width: int = 16
 
 
 # ---------------------------------------------------------------------------------------- ImageNet
+@_demo_root
 def make_imagenet(root: str, num_classes: int = len(STYLES), per_class_train: int = 12,
                   per_class_val: int = 4, size: int = 64, seed: int = 0) -> str:
     """ImageNet layout for mmpretrain: ``{train,val}/<wnid>/*.JPEG`` plus

@@ -12,7 +12,7 @@ __all__ = [
     'DatasetNotFoundError', 'add_runner_args', 'check_dataset_paths', 'init_weights_quietly',
     'install_safety_hooks', 'load_config', 'prepare_optim_wrapper_for_device',
     'resolve_resume_checkpoint', 'setup_torch_load', 'use_seed_of_checkpoint',
-    'user_errors_as_messages'
+    'user_errors_as_messages', 'work_dir_lock', 'WorkDirBusyError'
 ]
 
 
@@ -52,6 +52,8 @@ def install_safety_hooks(cfg: Config, strict: bool, train: bool) -> None:
     * ``mmlk.StrictLoadHook``: checkpoints that do not fit the model are refused (unless
       ``strict`` is False, from ``--non-strict``, or the config sets ``strict_load = False``);
     * ``mmlk.RNGStateHook`` (training): generator states in checkpoints, exact resume;
+    * ``mmlk.NonFiniteGuardHook`` (training): a NaN/inf gradient stops the run before the
+      step is applied (no NaN weights, masks, EMA or checkpoints);
     * mmengine's ``CheckpointHook`` becomes ``mmlk.AtomicCheckpointHook`` (same arguments):
       checkpoints are written atomically.
 
@@ -63,6 +65,8 @@ def install_safety_hooks(cfg: Config, strict: bool, train: bool) -> None:
         hooks.append(dict(type='mmlk.StrictLoadHook'))
     if train and 'RNGStateHook' not in present:
         hooks.append(dict(type='mmlk.RNGStateHook'))
+    if train and 'NonFiniteGuardHook' not in present:
+        hooks.append(dict(type='mmlk.NonFiniteGuardHook'))
     cfg.custom_hooks = hooks
     checkpoint = (cfg.get('default_hooks') or {}).get('checkpoint')
     if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook',
@@ -73,27 +77,95 @@ def install_safety_hooks(cfg: Config, strict: bool, train: bool) -> None:
 def resolve_resume_checkpoint(work_dir: str) -> Optional[str]:
     """The checkpoint ``--resume`` (without a path) continues from: the one ``last_checkpoint``
     names if it is complete, else the newest complete ``*.pth`` in ``work_dir`` (saying so);
-    None if there is none. A truncated or missing file is never chosen."""
+    None if the work dir holds no checkpoint at all. A truncated, corrupted or missing file is
+    never chosen, and a work dir that holds checkpoint files none of which is complete raises
+    :class:`~mmlk.models.utils.CheckpointReadError` instead of silently training from the
+    start. Only files of ``work_dir`` are used: a ``last_checkpoint`` naming a file in another
+    directory (a copied work dir) resumes from this directory's file of that name, or stops
+    with the path so that the user can pass it explicitly."""
     from mmlk.models.utils import CheckpointReadError, check_checkpoint_file
     candidates = []
     pointer = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(pointer):
         with open(pointer) as f:
             named = f.read().strip()
+        if named and osp.realpath(osp.dirname(osp.abspath(named))) != osp.realpath(work_dir):
+            local = osp.join(work_dir, osp.basename(named))
+            if not osp.isfile(local):
+                raise CheckpointReadError(
+                    f'--resume: {pointer} names {named}, which is outside the work dir '
+                    f'{work_dir} (was the work dir copied or moved?). Resume from it explicitly '
+                    f'with --resume {named}, or run in its own work dir.')
+            print_log(f'--resume: {pointer} names {named}, outside this work dir; using this '
+                      f'work dir\'s {local}', logger='current', level=30)
+            named = local
         if named:
             candidates.append(named)
     candidates += sorted(glob.glob(osp.join(work_dir, '*.pth')), key=osp.getmtime, reverse=True)
+    rejected = []
     for index, path in enumerate(candidates):
         try:
             check_checkpoint_file(path)
         except (FileNotFoundError, CheckpointReadError) as err:
             print_log(f'not resuming from {path}: {err}', logger='current', level=30)
+            rejected.append(f'{path} ({err})')
             continue
         if index > 0 and candidates[0] != path:
             print_log(f'resuming from {path}, the newest complete checkpoint in {work_dir}',
                       logger='current', level=30)
         return path
+    partial = glob.glob(osp.join(work_dir, '.*.partial-*'))
+    if rejected or partial:
+        raise CheckpointReadError(
+            f'--resume: {work_dir} holds checkpoint files but none is complete; refusing to '
+            'train from the start over them:\n  ' + '\n  '.join(rejected + partial) +
+            '\nPass --resume PATH to choose one, or move them away (or use another '
+            '--work-dir) to start a new run.')
     return None
+
+
+class WorkDirBusyError(RuntimeError):
+    """Another training run holds the work dir."""
+
+
+def _launch_rank() -> int:
+    """This process's rank from the launcher's variables (0 without a launcher)."""
+    for name in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK'):
+        if os.environ.get(name, '').isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+@contextlib.contextmanager
+def work_dir_lock(work_dir: str):
+    """Hold an exclusive lock on ``work_dir`` for a training run (rank 0 takes it).
+
+    Two runs writing one work dir overwrite each other's checkpoints and ``last_checkpoint``;
+    the second one is refused with the first one's pid. The lock is ``flock`` on
+    ``<work_dir>/.mmlk-train.lock``: the kernel drops it when its process dies, ``kill -9``
+    included, so a crashed run never leaves the work dir locked.
+    """
+    if _launch_rank() != 0:
+        yield
+        return
+    import fcntl
+    os.makedirs(work_dir, exist_ok=True)
+    path = osp.join(work_dir, '.mmlk-train.lock')
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors='replace').strip() or 'unknown'
+            raise WorkDirBusyError(
+                f'{work_dir} is in use by another training run (pid {holder}); two runs in one '
+                'work dir would overwrite each other\'s checkpoints. Wait for it, stop it, or '
+                'pass another --work-dir.') from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager
@@ -103,13 +175,15 @@ def user_errors_as_messages():
     traceback from deep inside the Runner; data samples that fail name their files
     (:func:`mmlk.datasets.checks.install_sample_error_reports`)."""
     from mmlk.datasets.checks import DataSampleError, install_sample_error_reports
+    from mmlk.engine.hooks.non_finite import NonFiniteGradientError
     from mmlk.models.utils import CheckpointMismatchError, CheckpointReadError
     from .distributed import LauncherEnvironmentError
     install_sample_error_reports()
     try:
         yield
     except (CheckpointMismatchError, CheckpointReadError, DataSampleError, DatasetNotFoundError,
-            FileNotFoundError, LauncherEnvironmentError) as err:
+            FileNotFoundError, LauncherEnvironmentError, NonFiniteGradientError,
+            WorkDirBusyError) as err:
         hint = ('\n(python tools/check_dataset.py CONFIG lists every such sample)'
                 if isinstance(err, DataSampleError) else '')
         raise SystemExit(f'error: {err}{hint}') from None
@@ -124,13 +198,13 @@ def use_seed_of_checkpoint(cfg: Config, path: str) -> None:
     before the Runner exists is what makes ``--resume`` exact (with ``mmlk.RNGStateHook``).
     Reads only the checkpoint's metadata (memory-mapped, tensors untouched).
     """
-    import torch
-    from mmlk.models.utils import check_checkpoint_file
-    check_checkpoint_file(path)
-    try:
-        meta = torch.load(path, map_location='cpu', mmap=True, weights_only=False).get('meta', {})
-    except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
-        meta = torch.load(path, map_location='cpu', weights_only=False).get('meta', {})
+    import zipfile
+
+    from mmlk.models.utils.checkpoint import load_local_checkpoint
+    # legacy (non-zip) files cannot be memory-mapped; read errors name the file either way
+    mmap = dict(mmap=True) if zipfile.is_zipfile(path) else {}
+    checkpoint = load_local_checkpoint(path, 'cpu', weights_only=False, **mmap)
+    meta = checkpoint.get('meta', {}) if isinstance(checkpoint, dict) else {}
     seed = meta.get('seed') if isinstance(meta, dict) else None
     if seed is None:
         return
@@ -163,8 +237,12 @@ def init_weights_quietly(model) -> None:
 def setup_torch_load() -> None:
     """mmengine 0.10.7 resumes and tests with ``torch.load`` of full checkpoints (message hub,
     optimizer state) that torch >= 2.6 rejects under its ``weights_only=True`` default. torch
-    reads this variable at call time, so setting it before the Runner is enough."""
+    reads this variable at call time, so setting it before the Runner is enough.
+    mmengine's local checkpoint loader is replaced by one whose read errors name the file
+    (:func:`mmlk.models.utils.load_local_checkpoint`)."""
+    from mmlk.models.utils.checkpoint import install_local_checkpoint_loader
     os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    install_local_checkpoint_loader()
 
 
 def prepare_optim_wrapper_for_device(cfg: Config, amp_requested: bool, has_gpu: bool) -> None:

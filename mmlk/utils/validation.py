@@ -1,4 +1,5 @@
 """Option checks with messages that say what was given and what is accepted."""
+import math
 import numbers
 from typing import List, Optional, Sequence, Union
 
@@ -30,6 +31,10 @@ def check_range(value, name: str, low: Optional[float] = None, high: Optional[fl
     if not valid_type:
         raise TypeError(f'{name} must be {kind} in {interval}, got {value!r} '
                         f'({type(value).__name__})')
+    if not math.isfinite(value) and not (value == math.inf and high is None) \
+            and not (value == -math.inf and low is None):
+        # NaN compares False with every bound, so it would pass the interval test below.
+        raise ValueError(f'{name} must be in {interval}, got {value}')
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and (value >= high if high_open else value > high)
     if below or above:

@@ -21,6 +21,7 @@ import argparse
 import os
 import os.path as osp
 import sys
+import tempfile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
@@ -93,7 +94,7 @@ def flatten(outputs):
 def main() -> None:
     args = parse_args()
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: F401
     except ImportError:
         raise SystemExit('error: onnxruntime is not installed: pip install -r '
                          'requirements/deploy.txt (onnx, onnxruntime, onnxscript)') from None
@@ -113,10 +114,34 @@ def main() -> None:
     with torch.no_grad():
         reference = [t.numpy() for t in flatten(wrapper(x))]
     names = [f'output{i}' for i in range(len(reference))]
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    torch.onnx.export(wrapper, (x, ), args.out, input_names=['input'], output_names=names,
-                      opset_version=args.opset, dynamo=True, verbose=False)
-    session = onnxruntime.InferenceSession(args.out, providers=['CPUExecutionProvider'])
+    directory = osp.dirname(osp.abspath(args.out))
+    os.makedirs(directory, exist_ok=True)
+    # Written under a temporary name and published only once onnxruntime agrees with PyTorch:
+    # a failed check never leaves an unverified file under the requested name.
+    fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=directory,
+                               prefix=f'.{osp.basename(args.out)}.partial-{os.getpid()}-')
+    os.close(fd)
+    try:
+        worst, summary = export_and_check(wrapper, x, tmp, names, reference, args.opset)
+        if worst > args.tol:
+            raise SystemExit(f'error: onnxruntime differs from PyTorch by {worst:.2e} > --tol '
+                             f'{args.tol}; nothing written')
+        os.replace(tmp, args.out)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    print(f'wrote {args.out} ({part}, input 1x3x{args.shape[0]}x{args.shape[1]}, {summary})')
+
+
+def export_and_check(wrapper, x, path: str, names, reference, opset: int):
+    """Export to ``path``, run it in onnxruntime; (worst relative error, node summary)."""
+    import onnxruntime
+    # One self-contained file (weights inside, not in a .data file beside it that names the
+    # temporary file): it is published by one rename. mmlk's largest model, RepLKNet-XL, is
+    # well under protobuf's 2 GB.
+    torch.onnx.export(wrapper, (x, ), path, input_names=['input'], output_names=names,
+                      opset_version=opset, dynamo=True, verbose=False, external_data=False)
+    session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
     outputs = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     if len(outputs) != len(reference):
         raise SystemExit(f'error: onnxruntime returned {len(outputs)} outputs, PyTorch '
@@ -130,13 +155,8 @@ def main() -> None:
         worst = max(worst, error)
         print(f'{name} {tuple(theirs.shape)}: max |onnxruntime - torch| / max |torch| = '
               f'{error:.2e}')
-    nodes = __import__('onnx').load(args.out).graph.node
-    ops = sorted({n.op_type for n in nodes})
-    print(f'wrote {args.out} ({part}, input 1x3x{args.shape[0]}x{args.shape[1]}, '
-          f'{len(nodes)} nodes: {", ".join(ops)})')
-    if worst > args.tol:
-        raise SystemExit(f'error: onnxruntime differs from PyTorch by {worst:.2e} > --tol '
-                         f'{args.tol}')
+    nodes = __import__('onnx').load(path).graph.node
+    return worst, f'{len(nodes)} nodes: {", ".join(sorted({n.op_type for n in nodes}))}'
 
 
 if __name__ == '__main__':

@@ -8,7 +8,7 @@ name. The two hooks here close both holes; mmlk's tools install them in every co
 """
 import os.path as osp
 import re
-from typing import Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from mmengine.dist import is_main_process
 from mmengine.fileio.backends import LocalBackend, register_backend
@@ -39,6 +39,23 @@ class AtomicLocalBackend(LocalBackend):
 register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
 
 
+class _DeferredRemovals:
+    """A file backend whose ``remove``/``rmtree`` are recorded instead of done."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+        self.pending: List[Tuple[str, str]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    def remove(self, filepath) -> None:
+        self.pending.append(('remove', str(filepath)))
+
+    def rmtree(self, dir_path) -> None:
+        self.pending.append(('rmtree', str(dir_path)))
+
+
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` (same arguments, same files) whose checkpoints, best
@@ -46,6 +63,12 @@ class AtomicCheckpointHook(CheckpointHook):
     directory: a crash or ``kill -9`` during a save leaves the previous checkpoint and pointer
     intact and never a partial file under a checkpoint name. Remote ``out_dir`` (``s3://``...)
     and explicit ``backend_args`` are left to their own backends.
+
+    mmengine deletes the oldest checkpoint (``max_keep_ckpts``) and the previous best
+    (``save_best``) *before* it writes the new one; here those deletions wait until the new
+    file is in place and ``last_checkpoint`` names it, so a kill or a full disk during a save
+    never leaves the work dir without a complete checkpoint. (A kill right after the new file
+    landed can leave one old file more than ``max_keep_ckpts``; never one less.)
     """
 
     def before_train(self, runner) -> None:
@@ -55,14 +78,36 @@ class AtomicCheckpointHook(CheckpointHook):
             self.backend_args = dict(backend=ATOMIC_BACKEND)
         super().before_train(runner)
 
+    def _removing_after(self, save: Callable[[], None]) -> None:
+        """Run mmengine's ``save`` with its file removals deferred until it has returned: if
+        the save fails (a full disk, a kill), the old and best files stay."""
+        backend = self.file_backend
+        deferred = _DeferredRemovals(backend)
+        self.file_backend = deferred
+        try:
+            save()
+        finally:
+            self.file_backend = backend
+        for operation, path in deferred.pending:
+            if operation == 'remove' and backend.isfile(path):
+                backend.remove(path)
+            elif operation == 'rmtree' and backend.isdir(path):
+                backend.rmtree(path)
+
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
-        super()._save_checkpoint_with_step(runner, step, meta)
-        # mmengine rewrote the pointer in place; make the final content land atomically (a
-        # reader that finds it broken falls back to the newest readable checkpoint anyway:
-        # mmlk.utils.resolve_resume_checkpoint).
-        if is_main_process():
-            atomic_write_bytes(str(self.last_ckpt).encode(),
-                               osp.join(runner.work_dir, 'last_checkpoint'))
+        def save() -> None:
+            super(AtomicCheckpointHook, self)._save_checkpoint_with_step(runner, step, meta)
+            # mmengine rewrote the pointer in place; make the final content land atomically
+            # (a reader that finds it broken falls back to the newest readable checkpoint
+            # anyway: mmlk.utils.resolve_resume_checkpoint).
+            if is_main_process():
+                atomic_write_bytes(str(self.last_ckpt).encode(),
+                                   osp.join(runner.work_dir, 'last_checkpoint'))
+        self._removing_after(save)
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        self._removing_after(lambda: super(AtomicCheckpointHook, self)._save_best_checkpoint(
+            runner, metrics))
 
 
 def checkpoint_being_loaded(runner) -> str:

@@ -6,6 +6,7 @@ from mmengine.model import is_model_wrapper
 
 from mmlk.ops import set_kw_temperature
 from mmlk.registry import HOOKS
+from mmlk.utils.validation import check_range
 
 __all__ = ['KWTemperatureHook', 'kw_temperature']
 
@@ -43,6 +44,8 @@ class KWTemperatureHook(Hook):
         length = epochs if epochs is not None else iters
         if not isinstance(length, int) or length < 0:
             raise ValueError(f'the annealing length must be a non-negative int, got {length!r}')
+        check_range(start, 'start (the initial temperature)')
+        check_range(end, 'end (the final temperature)')
         self.epochs, self.iters, self.start, self.end = epochs, iters, float(start), float(end)
         self.temperature = self.start
 
