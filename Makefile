@@ -2,7 +2,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export MMLK_VENV := $(abspath $(VENV))
-export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD := 1
 
 .PHONY: env demo test bench
 

@@ -57,6 +57,6 @@ setup(
                            '.mim/configs/**/*.yml', '.mim/tools/**/*.py', '.mim/tools/*.sh']},
     cmdclass={'build_py': BuildPyWithStartupHook, 'editable_wheel': EditableWheelWithStartupHook},
     python_requires='>=3.9',
-    install_requires=['mmengine>=0.10.0', 'torch>=2.0', 'numpy'],
+    install_requires=['mmengine>=0.10.0', 'torch>=2.0', 'numpy', 'safetensors'],
     license='Apache-2.0',
 )

@@ -16,7 +16,6 @@ Issue target: the demo >= 1.8x faster (ratio <= 0.56). The data loading and the 
 evaluations of `make demo` are outside the step; the README gives the demo's wall time.
 """
 import copy
-import os
 import os.path as osp
 import sys
 import tempfile
@@ -34,7 +33,6 @@ CONFIG = osp.join(REPO, 'configs', 'demo', 'upernet_slak_t_ade20k_demo.py')
 
 def run(repeats: int = 5):
     """Demo training step, ours vs before the op; ``(results, notes)``."""
-    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner

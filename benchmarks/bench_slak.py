@@ -97,7 +97,8 @@ def run(size: int = 512, repeats: int = 5):
     bwd = interleaved_medians(
         dict(convnext=forward_backward(convnext), slak=forward_backward(slak),
              slak_aten=forward_backward(slak, 'native')), warmup=1, repeats=repeats)
-    t_convnext, t_train, t_deploy, t_nchw = (fwd[k] for k in ('convnext', 'train', 'deploy', 'nchw'))
+    t_convnext, t_train, t_deploy, t_nchw = (fwd[k] for k in ('convnext', 'train', 'deploy',
+                                                              'nchw'))
     tb_convnext, tb_slak, tb_aten = bwd['convnext'], bwd['slak'], bwd['slak_aten']
     model, shape = 'SLaK-T vs ConvNeXt-T', f'1x3x{size}x{size}'
     notes = (f'SLaK-T vs ConvNeXt-T: dense GMACs at 224x224 {macs[0]:.2f} vs {macs[1]:.2f} '

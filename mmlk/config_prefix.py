@@ -19,6 +19,12 @@ and only for the package ``mmlk``:
    types are already written ``mmlk.X``; scoping them to mmlk would send ``EncoderDecoder``
    to mmlk's registry. So they are inherited as a file of the project would be.
 
+The same hook makes mmlk's checkpoint loader mmengine's loader for local files as soon as
+``mmengine.runner.checkpoint`` is imported (:func:`_patch_mmengine_checkpoint`): every
+``load_checkpoint``/``load_from``/``--resume``/``Pretrained`` of any script in an environment
+where mmlk is installed loads without running code (``mmlk/models/utils/safe_load.py``), the
+inferencers and upstream ``tools/test.py`` included, with no ``import mmlk`` by hand.
+
 The patches are applied when mmengine's config module (or mim's utilities) is first imported,
 through a meta-path hook, so no mmengine import is paid before then. The hook is installed by
 ``import mmlk`` and, so that user scripts, mmdet's/mmseg's train scripts and ``mim`` need no
@@ -77,8 +83,20 @@ def _patch_mim_utils(module) -> None:
 
 
 # module name -> patch, applied right after the module's code has run
+def _load_local_checkpoint(filename, map_location=None):
+    """mmengine's local-file scheme, served by mmlk's safe loader (imported on first use, so
+    that this hook costs nothing until a checkpoint is read)."""
+    from mmlk.models.utils.checkpoint import load_local_checkpoint
+    return load_local_checkpoint(filename, map_location)
+
+
+def _patch_mmengine_checkpoint(module) -> None:
+    module.CheckpointLoader.register_scheme(prefixes='', force=True)(_load_local_checkpoint)
+
+
 _PATCHES: Dict[str, Callable] = {
     'mmengine.config.config': _patch_mmengine_config,
+    'mmengine.runner.checkpoint': _patch_mmengine_checkpoint,
     'mim.utils.utils': _patch_mim_utils,
 }
 

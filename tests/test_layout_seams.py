@@ -127,6 +127,11 @@ def reference_roi_features(extractor, feats, rois) -> torch.Tensor:
     return out
 
 
+def first_stage(module):
+    """A cascade head's first stage, or the head itself."""
+    return module[0] if isinstance(module, torch.nn.ModuleList) else module
+
+
 def extractors(roi_head):
     """(name, extractor) for the bbox and mask RoI extractors, cascade stages included."""
     found = []
@@ -145,7 +150,7 @@ def test_detector_roi_features_equal_torchvision_roi_align(config):
     roi = model.roi_head
     with_mask = 'mask' in osp.basename(config)
     assert with_mask == bool(getattr(roi, 'with_mask', False))
-    bbox_head = roi.bbox_head[0] if isinstance(roi.bbox_head, torch.nn.ModuleList) else roi.bbox_head
+    bbox_head = first_stage(roi.bbox_head)
     data = model.data_preprocessor(det_batch(with_mask, bbox_head.num_classes), False)
     inputs = data['inputs']
     with torch.no_grad():
@@ -169,7 +174,7 @@ def test_detector_roi_features_equal_torchvision_roi_align(config):
 def test_detector_predictions_equal_those_of_contiguous_backbone_outputs(config, monkeypatch):
     model = build_detector(config)
     roi = model.roi_head
-    bbox_head = roi.bbox_head[0] if isinstance(roi.bbox_head, torch.nn.ModuleList) else roi.bbox_head
+    bbox_head = first_stage(roi.bbox_head)
     with_mask = 'mask' in osp.basename(config)
     batch = det_batch(with_mask, bbox_head.num_classes)
     model.test_cfg.rcnn.score_thr = 0.0  # random weights: keep every box to compare

@@ -57,7 +57,7 @@ def user_config(tmp_path, ade_root: str) -> str:
 def run(cmd, cwd, env=None, check=True):
     # No PYTHONPATH: mmlk must come from the installation, as for a user's project.
     env = dict({k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}, **(env or {}),
-               OMP_NUM_THREADS='1', TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
+               OMP_NUM_THREADS='1')
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n'

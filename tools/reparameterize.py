@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mmlk.utils import setup_torch_load  # noqa: E402
+from mmlk.utils import add_trust_argument, apply_trust, setup_torch_load  # noqa: E402
 
 setup_torch_load()
 
@@ -26,6 +26,7 @@ import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmlk.models.utils import atomic_write_bytes, save_checkpoint_file  # noqa: E402
+from mmlk.utils.converter_cli import check_output_format  # noqa: E402
 from mmlk.ops import switch_to_deploy  # noqa: E402
 from mmlk.utils.deploy import (build_model_for_weights, feature_outputs,  # noqa: E402
                                has_deploy_form, load_weights_strictly)
@@ -36,8 +37,12 @@ def parse_args() -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='the training config of the checkpoint')
     parser.add_argument('checkpoint', help='trained checkpoint (training form)')
-    parser.add_argument('out', help='deploy checkpoint to write')
+    parser.add_argument('out', help='deploy checkpoint to write (.pth, or .safetensors: tensors '
+                        'only, nothing in it can run code when loaded)')
+    parser.add_argument('--format', choices=['pth', 'safetensors'], default=None,
+                        help='output format (default: from the extension of OUT)')
     parser.add_argument('--out-config', help='deploy config to write (default: OUT with .py)')
+    add_trust_argument(parser)
     parser.add_argument('--overwrite', action='store_true',
                         help='replace OUT / the deploy config if they exist (never an input)')
     parser.add_argument('--size', type=int, default=128, help='side of the random check input')
@@ -52,6 +57,7 @@ def check_outputs(args: argparse.Namespace) -> str:
     """The deploy config's path; exits if an output would replace an input, or an existing
     file without --overwrite (e.g. ``reparameterize.py CFG.py CKPT CFG.pth`` would otherwise
     write the deploy config over CFG.py, with itself as its _base_)."""
+    check_output_format(args.out, args.format)
     out_config = args.out_config or osp.splitext(args.out)[0] + '.py'
     inputs = {osp.realpath(args.config): 'the config', osp.realpath(args.checkpoint):
               'the checkpoint'}
@@ -72,6 +78,7 @@ def main() -> None:
     args = parse_args()
     out_config = check_outputs(args)
     cfg = Config.fromfile(args.config)
+    apply_trust(args, cfg)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     model = build_model_for_weights(cfg)

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmlk.compat import autocast_dtype, is_autocast_enabled, is_compiling
 from . import native
 
 __all__ = ['DepthwiseConv2d', 'depthwise_conv2d', 'depthwise_impl', 'IMPLS', 'is_same_depthwise']
@@ -94,7 +95,7 @@ def is_same_depthwise(channels_in: int, channels_out: int, groups: int,
 
 
 def _capturing() -> bool:
-    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+    return (is_compiling() or torch.jit.is_tracing()
             or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export())
 
 
@@ -194,9 +195,9 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
         weight = weight[:, :, top:top + reach_h, left:left + reach_w]
         kh, kw = reach_h, reach_w
     device = x.device.type
-    if torch.is_autocast_enabled(device):
+    if is_autocast_enabled(device):
         # F.conv2d's autocast rule: run in the autocast dtype (the casts are differentiable).
-        dtype = torch.get_autocast_dtype(device)
+        dtype = autocast_dtype(device)
         x, weight = x.to(dtype), weight.to(dtype)
         bias = None if bias is None else bias.to(dtype)
     large = kh * kw >= MIN_TAPS

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmlk.compat import is_autocast_enabled
+
 __all__ = [
     'KWAttention', 'KWConvNd', 'KWConv1d', 'KWConv2d', 'KWConv3d', 'KWLinear',
     'WarehouseManager', 'cell_assignment', 'set_kw_temperature'
@@ -329,7 +331,7 @@ class KWConvNd(nn.Module):
                 'and allocate(network) after every layer is reserved (KW backbones do this in '
                 'their constructor)')
         mix = self.attention(x)
-        if mix.dtype != x.dtype and not torch.is_autocast_enabled():
+        if mix.dtype != x.dtype and not is_autocast_enabled('cuda'):
             mix = mix.to(x.dtype)
         return mix
 

@@ -12,7 +12,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ['add_arch_argument', 'converter_parser', 'run_converter']
+__all__ = ['add_arch_argument', 'check_output_format', 'converter_parser', 'run_converter']
 
 # build(backbone_state, is_classifier, arch) -> the mmlk backbone the checkpoint should fit
 BuildBackbone = Callable[[Dict[str, Tensor], bool, str], nn.Module]
@@ -26,7 +26,21 @@ def converter_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument('dst', help='output mmlk checkpoint')
     parser.add_argument('--use-ema', action='store_true',
                         help='convert model_ema instead of model (refused if the file has none)')
+    parser.add_argument('--format', choices=['pth', 'safetensors'], default=None,
+                        help='output format (default: from the extension of dst); safetensors '
+                        'files hold tensors only, so loading them can never run code')
+    from .runtime import add_trust_argument
+    add_trust_argument(parser)
     return parser
+
+
+def check_output_format(path: str, fmt: Optional[str]) -> None:
+    """``--format`` and the output's extension must agree (a ``.pth`` full of safetensors
+    bytes would be refused by every loader)."""
+    is_safetensors = str(path).endswith('.safetensors')
+    if fmt is not None and (fmt == 'safetensors') != is_safetensors:
+        raise SystemExit(f'error: --format {fmt} needs an output file ending in '
+                         f'{".safetensors" if fmt == "safetensors" else ".pth"}, got {path}')
 
 
 def add_arch_argument(parser: argparse.ArgumentParser, archs: Sequence[str]) -> None:
@@ -56,8 +70,10 @@ def run_converter(args: argparse.Namespace, build_backbone: BuildBackbone, what:
                                    convert_to_mmlk, load_checkpoint_file, save_checkpoint_file,
                                    state_dict_container, unwrap_state_dict)
     renames = {} if head_renames is None else dict(head_renames=head_renames)
+    check_output_format(args.dst, getattr(args, 'format', None))
     try:
-        checkpoint = load_checkpoint_file(args.src)
+        checkpoint = load_checkpoint_file(args.src, trust=getattr(args, 'trust_checkpoint', None)
+                                          or None)
     except (FileNotFoundError, CheckpointReadError) as err:
         raise SystemExit(f'error: {err}')
     if args.use_ema and not (isinstance(checkpoint, Mapping) and 'model_ema' in checkpoint):

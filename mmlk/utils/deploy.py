@@ -33,6 +33,7 @@ def load_weights_strictly(model: torch.nn.Module, checkpoint: str, config: str) 
                                    unwrap_state_dict)
     try:
         load_state_dict_checked(model, unwrap_state_dict(load_checkpoint_file(checkpoint)))
+        # (``--trust-checkpoint`` of the calling tool applies through apply_trust)
     except (CheckpointMismatchError, FileNotFoundError) as err:
         raise SystemExit(f'error: {checkpoint} does not fit {config}:\n{err}')
     except CheckpointReadError as err:

@@ -12,7 +12,8 @@ __all__ = [
     'DatasetNotFoundError', 'add_runner_args', 'check_dataset_paths', 'init_weights_quietly',
     'install_safety_hooks', 'load_config', 'prepare_optim_wrapper_for_device',
     'resolve_resume_checkpoint', 'setup_torch_load', 'use_seed_of_checkpoint',
-    'user_errors_as_messages', 'work_dir_lock', 'WorkDirBusyError'
+    'user_errors_as_messages', 'work_dir_lock', 'WorkDirBusyError', 'add_trust_argument',
+    'apply_trust'
 ]
 
 
@@ -30,6 +31,7 @@ def add_runner_args(parser) -> None:
                         help='load checkpoints (load_from, --resume, test checkpoints) even if '
                         'they do not fit the model, as plain mmengine does: keys that do not '
                         'fit are dropped with a warning. Default: refuse, naming the keys.')
+    add_trust_argument(parser)
 
 
 def load_config(args) -> Config:
@@ -43,6 +45,7 @@ def load_config(args) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    apply_trust(args, cfg)
     return cfg
 
 
@@ -203,7 +206,7 @@ def use_seed_of_checkpoint(cfg: Config, path: str) -> None:
     from mmlk.models.utils.checkpoint import load_local_checkpoint
     # legacy (non-zip) files cannot be memory-mapped; read errors name the file either way
     mmap = dict(mmap=True) if zipfile.is_zipfile(path) else {}
-    checkpoint = load_local_checkpoint(path, 'cpu', weights_only=False, **mmap)
+    checkpoint = load_local_checkpoint(path, 'cpu', **mmap)
     meta = checkpoint.get('meta', {}) if isinstance(checkpoint, dict) else {}
     seed = meta.get('seed') if isinstance(meta, dict) else None
     if seed is None:
@@ -235,14 +238,34 @@ def init_weights_quietly(model) -> None:
 
 
 def setup_torch_load() -> None:
-    """mmengine 0.10.7 resumes and tests with ``torch.load`` of full checkpoints (message hub,
-    optimizer state) that torch >= 2.6 rejects under its ``weights_only=True`` default. torch
-    reads this variable at call time, so setting it before the Runner is enough.
-    mmengine's local checkpoint loader is replaced by one whose read errors name the file
-    (:func:`mmlk.models.utils.load_local_checkpoint`)."""
+    """mmengine's local checkpoint loader becomes mmlk's
+    (:func:`mmlk.models.utils.load_local_checkpoint`): no checkpoint runs code (an allow-list
+    of the types real mmengine/official checkpoints hold, where torch >= 2.6's
+    ``weights_only=True`` refuses them all), and read errors name the file. ``import mmlk``
+    does the same; the tools call it before anything else."""
     from mmlk.models.utils.checkpoint import install_local_checkpoint_loader
-    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     install_local_checkpoint_loader()
+
+
+def add_trust_argument(parser) -> None:
+    """``--trust-checkpoint``: the explicit opt-in to load checkpoints that name globals outside
+    mmlk's allow-list (plain ``torch.load``: they may run code)."""
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='load checkpoints with plain torch.load even if they hold other '
+                        'objects than tensors and the types real checkpoints hold; unpickling '
+                        'such a file can run code, so only for files you trust. Default: refuse '
+                        'them, naming the file and the object')
+
+
+def apply_trust(args, cfg: Optional[Config] = None) -> None:
+    """Trust this process's checkpoints if ``--trust-checkpoint`` or the config's
+    ``trust_checkpoint = True`` says so (never implied by anything else)."""
+    from mmlk.models.utils.safe_load import trust_checkpoints
+    flag = bool(getattr(args, 'trust_checkpoint', False))
+    if cfg is not None and cfg.get('trust_checkpoint', False) is True:
+        flag = True
+    if flag:
+        trust_checkpoints(True)
 
 
 def prepare_optim_wrapper_for_device(cfg: Config, amp_requested: bool, has_gpu: bool) -> None:

@@ -18,7 +18,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmlk.utils import init_weights_quietly, setup_torch_load, sparse_complexity  # noqa: E402
+from mmlk.utils import (add_trust_argument, apply_trust, init_weights_quietly,  # noqa: E402
+                        setup_torch_load, sparse_complexity)
 
 setup_torch_load()
 
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument('config')
     parser.add_argument('checkpoint', nargs='?', help='omitted: the initialised (dense) model')
     parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
+    add_trust_argument(parser)
     parser.add_argument('--per-layer', action='store_true', help='print every layer\'s sparsity')
     parser.add_argument('--json', help='also write the numbers to this file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -40,6 +42,7 @@ def main() -> None:
     if args.json:  # before the computation, so a bad path fails at once
         os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
     cfg = Config.fromfile(args.config)
+    apply_trust(args, cfg)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     model = build_model_for_weights(cfg)  # the checkpoint (or the init) decides the weights

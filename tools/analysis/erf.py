@@ -22,7 +22,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmlk.utils import init_weights_quietly, setup_torch_load  # noqa: E402
+from mmlk.utils import (add_trust_argument, apply_trust, init_weights_quietly,  # noqa: E402
+                        setup_torch_load)
 
 setup_torch_load()
 
@@ -58,6 +59,7 @@ def parse_args() -> argparse.Namespace:
                         'nearly its shortcut and every ERF is the same patch) to this value, '
                         'e.g. 1, so the kernels\' reach shows. The papers measure trained '
                         'models: pass --checkpoint for those')
+    add_trust_argument(parser)
     parser.add_argument('--seed', type=int, default=0, help='seed of the random init')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
@@ -147,6 +149,7 @@ def save_heatmap(erf: np.ndarray, path: str, title: str) -> None:
 def main() -> None:
     args = parse_args()
     cfg = load_config(args.config)
+    apply_trust(args, cfg)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     torch.manual_seed(args.seed)  # the random init is reproducible

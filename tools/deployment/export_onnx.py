@@ -25,7 +25,7 @@ import tempfile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmlk.utils import setup_torch_load  # noqa: E402
+from mmlk.utils import add_trust_argument, apply_trust, setup_torch_load  # noqa: E402
 
 setup_torch_load()
 
@@ -46,6 +46,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('out', help='the .onnx file to write')
     parser.add_argument('--part', choices=['auto', 'backbone'], default='auto')
     parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
+    add_trust_argument(parser)
     parser.add_argument('--opset', type=int, default=18)
     parser.add_argument('--tol', type=float, default=1e-4,
                         help='largest accepted |onnxruntime - torch| / max |torch|')
@@ -99,6 +100,7 @@ def main() -> None:
         raise SystemExit('error: onnxruntime is not installed: pip install -r '
                          'requirements/deploy.txt (onnx, onnxruntime, onnxscript)') from None
     cfg = Config.fromfile(args.config)
+    apply_trust(args, cfg)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     model = build_model_for_weights(cfg)

@@ -14,9 +14,10 @@ growth rule itself (candidates, values of regrown units) is the official one by 
   adds exactly as many units as were pruned (the official code draws Bernoulli masks);
 * a unit grown from long ago (inactive before the update) starts at zero with its optimizer
   state (momentum, Adam moments) reset; the official engine zeroes only SGD's momentum and
-  keeps AdamW's stale moments for it. Growth itself follows the official ``truncate_weights``: the candidates are the zeros of
-  the mask *after* pruning, so a unit pruned in this very update can be chosen again and then
-  keeps its value and optimizer state (the mask is applied only after growth);
+  keeps AdamW's stale moments for it. Growth itself follows the official
+  ``truncate_weights``: the candidates are the zeros of the mask *after* pruning, so a unit
+  pruned in this very update can be chosen again and then keeps its value and optimizer state
+  (the mask is applied only after growth);
   ``regrow_just_pruned=False`` is mmlk's stricter variant, which grows only among units that
   were inactive before the update;
 * a layer's pruned weights are exactly those of its mask; the official code re-derives the
@@ -208,7 +209,7 @@ def _finite_scores(scores: Tensor) -> Tensor:
 
 
 class SparseEngine:
-    """Masks, schedule and prune/grow updates for a set of :class:`SparseTarget`.
+    r"""Masks, schedule and prune/grow updates for a set of :class:`SparseTarget`.
 
     Args:
         targets: the sparse parameters.

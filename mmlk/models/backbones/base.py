@@ -146,7 +146,8 @@ class LargeKernelBackbone(BaseModule):
             self.load_pretrained(
                 self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix', 'backbone.'),
                 ignore_keys=self.init_cfg.get('ignore_keys', ()),
-                load_classification_norm=self.init_cfg.get('load_classification_norm', False))
+                load_classification_norm=self.init_cfg.get('load_classification_norm', False),
+                trust_checkpoint=self.init_cfg.get('trust_checkpoint', False))
             self._is_init = True
             return
         if self.init_cfg is not None:
@@ -178,7 +179,8 @@ class LargeKernelBackbone(BaseModule):
 
     def load_pretrained(self, checkpoint: str, prefix: str = 'backbone.',
                         ignore_keys: Sequence[str] = (),
-                        load_classification_norm: bool = False) -> None:
+                        load_classification_norm: bool = False,
+                        trust_checkpoint: bool = False) -> None:
         """Load an official or mmlk checkpoint into this backbone, strictly.
 
         Every backbone tensor must be present with the right shape, except those
@@ -198,7 +200,14 @@ class LargeKernelBackbone(BaseModule):
         whether the file is official or converted; ``load_classification_norm=True`` (in
         ``init_cfg``) loads it into that output norm instead, mmpretrain -> mmdet/mmseg's
         convention.
+
+        The file is read without running code (an allow-list unpickler, or ``.safetensors``);
+        ``trust_checkpoint=True`` (in ``init_cfg``) is the explicit opt-in to plain
+        ``torch.load`` for a file you trust that holds other objects.
         """
+        if trust_checkpoint is not True and trust_checkpoint is not False:
+            raise TypeError(f'init_cfg trust_checkpoint must be True or False, got '
+                            f'{trust_checkpoint!r}')
         if isinstance(ignore_keys, str):
             ignore_keys = [ignore_keys]
         ignore_patterns = [re.compile(p) for p in ignore_keys]
@@ -208,14 +217,14 @@ class LargeKernelBackbone(BaseModule):
 
         logger = MMLogger.get_current_instance()
         try:
-            loaded = load_checkpoint_file(checkpoint)
+            loaded = load_checkpoint_file(checkpoint, trust=trust_checkpoint or None)
         except FileNotFoundError as err:
             raise FileNotFoundError(
                 f'{err}. {type(self).__name__} init_cfg asks for pretrained weights: download the '
                 'official ImageNet checkpoint (README, "Model zoo") to that path, or set '
                 'model.backbone.init_cfg=None to train from scratch.') from None
         except CheckpointReadError as err:
-            raise CheckpointReadError(f'{type(self).__name__} init_cfg: {err}') from None
+            raise type(err)(f'{type(self).__name__} init_cfg: {err}') from None
         state = unwrap_state_dict(loaded)
         classification = any(k.startswith('head.') for k in state)
         state = self.convert_official_keys(strip_prefix(state, prefix))

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 __all__ = [
     'CheckpointMismatchError', 'CheckpointReadError', 'atomic_write_bytes', 'check_checkpoint_file',
     'remove_stale_partial_files', 'load_local_checkpoint', 'install_local_checkpoint_loader',
+    'UnsafeCheckpointFileError',
     'save_checkpoint_file', 'state_dict_container', 'load_checkpoint_file', 'unwrap_state_dict',
     'strip_prefix', 'compare_state_dicts', 'load_state_dict_checked', 'convert_to_mmlk'
 ]
@@ -43,6 +44,11 @@ class CheckpointReadError(ValueError):
     """A file given as a checkpoint is empty, truncated or not a checkpoint at all."""
 
 
+class UnsafeCheckpointFileError(CheckpointReadError):
+    """A checkpoint names a global outside the allow-list (nothing of it ran): the tools
+    print it as one line; ``--trust-checkpoint`` is the explicit opt-in."""
+
+
 # torch.save writes a zip archive since torch 1.6; older files are a bare pickle stream.
 _PICKLE_PROTOCOL_2_PLUS = b'\x80'
 
@@ -63,6 +69,9 @@ def check_checkpoint_file(path: str, verify_crc: bool = True) -> None:
     size = osp.getsize(path)
     if size == 0:
         raise CheckpointReadError(f'{path}: truncated or not a checkpoint (the file is empty)')
+    if path.endswith('.safetensors'):
+        _check_safetensors_file(path, size)
+        return
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:
@@ -89,29 +98,55 @@ def check_checkpoint_file(path: str, verify_crc: bool = True) -> None:
             'nor a pickle; an incomplete zip archive looks like this too)')
 
 
-def load_checkpoint_file(path: str) -> dict:
-    """``torch.load`` a local checkpoint on CPU, including official files that pickle
-    ``argparse.Namespace`` (which ``weights_only=True`` rejects). An empty, truncated or
-    foreign file raises :class:`CheckpointReadError` naming it."""
-    check_checkpoint_file(path)
-    try:
-        return torch.load(path, map_location='cpu', weights_only=False)
-    except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        raise CheckpointReadError(f'{path}: truncated or not a checkpoint '
-                                  f'({osp.getsize(path)} bytes; {type(err).__name__}: {err})'
-                                  ) from None
+def load_checkpoint_file(path: str, trust: Optional[bool] = None) -> dict:
+    """Load a local checkpoint on CPU through :func:`load_local_checkpoint` (the allow-list
+    unpickler of :mod:`.safe_load`, or ``.safetensors``); ``trust=True`` is the explicit
+    opt-in to plain ``torch.load`` for a file the user trusts."""
+    return load_local_checkpoint(path, 'cpu', trust=trust)
 
 
-def load_local_checkpoint(filename: str, map_location=None, **load_kwargs):
-    """mmengine's local-file checkpoint loader (``load_from``, ``--resume``, test checkpoints,
-    ``load_checkpoint``) with every way a file can fail named in one line: missing, empty,
-    truncated, corrupted (zip CRC), a zip that is no torch archive, or a pickle that cannot be
-    read (a half-written legacy file, a class from a module that is not installed) all raise
-    :class:`CheckpointReadError` naming the file, before anything is loaded into a model."""
+def _check_safetensors_file(path: str, size: int) -> None:
+    """A safetensors file: 8-byte header length, JSON header, then the data it describes."""
+    import json
+    import struct
+    with open(path, 'rb') as f:
+        head = f.read(8)
+        length = struct.unpack('<Q', head)[0] if len(head) == 8 else -1
+        try:
+            header = json.loads(f.read(length)) if 0 < length <= size - 8 else None
+        except ValueError:
+            header = None
+    if not isinstance(header, dict):
+        raise CheckpointReadError(f'{path}: truncated or not a safetensors file ({size} bytes)')
+    end = max((v['data_offsets'][1] for k, v in header.items() if k != '__metadata__'),
+              default=0)
+    if 8 + length + end > size:
+        raise CheckpointReadError(f'{path}: truncated: the header describes {8 + length + end} '
+                                  f'bytes, the file has {size}')
+
+
+def load_local_checkpoint(filename: str, map_location=None, trust: Optional[bool] = None,
+                          **load_kwargs):
+    """The one checkpoint loader of mmlk, also mmengine's for local files (``load_from``,
+    ``--resume``, test checkpoints, ``load_checkpoint``, ``Pretrained`` inits) once
+    :func:`install_local_checkpoint_loader` ran (``import mmlk`` does).
+
+    Loads without running code (:func:`.safe_load.safe_torch_load`: an allow-list of the
+    types real checkpoints hold; ``.safetensors`` files hold none), unless ``trust`` (or the
+    process-wide ``--trust-checkpoint``) says the file is trusted. Every way a file can fail
+    is one line naming it: missing, empty, truncated, corrupted (zip CRC), a zip that is no
+    torch archive, an unreadable pickle (a half-written legacy file, a class from a module
+    that is not installed) raise :class:`CheckpointReadError`; a file naming a global outside
+    the allow-list raises :class:`.safe_load.UnsafeCheckpointError` (a subclass) before
+    anything of it runs."""
+    from .safe_load import UnsafeCheckpointError, safe_torch_load
     filename = osp.expanduser(str(filename))
     check_checkpoint_file(filename)
+    load_kwargs.pop('weights_only', None)  # the allow-list decides, not the caller
     try:
-        return torch.load(filename, map_location=map_location, **load_kwargs)
+        return safe_torch_load(filename, map_location=map_location, trust=trust, **load_kwargs)
+    except UnsafeCheckpointError as err:
+        raise UnsafeCheckpointFileError(str(err)) from None
     except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, ImportError,
             AttributeError, ValueError) as err:
         raise CheckpointReadError(f'{filename}: cannot be read as a checkpoint '
@@ -121,7 +156,9 @@ def load_local_checkpoint(filename: str, map_location=None, **load_kwargs):
 
 def install_local_checkpoint_loader() -> None:
     """Make :func:`load_local_checkpoint` mmengine's loader for local paths (the ``''``
-    scheme of ``CheckpointLoader``), for every Runner and ``load_checkpoint`` call after it."""
+    scheme of ``CheckpointLoader``), for every Runner and ``load_checkpoint`` call after it
+    (``mmlk.config_prefix`` does it when mmengine's checkpoint module is imported; the tools
+    call it explicitly too)."""
     from mmengine.runner import CheckpointLoader
     CheckpointLoader.register_scheme(prefixes='', force=True)(load_local_checkpoint)
 
@@ -202,7 +239,12 @@ def remove_stale_partial_files(directory: str) -> List[str]:
 
 
 def save_checkpoint_file(checkpoint: Mapping, path: str) -> None:
-    """``torch.save`` ``checkpoint`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    """``torch.save`` ``checkpoint`` to ``path`` atomically (see :func:`atomic_write_bytes`);
+    a ``.safetensors`` path gets the state dict as safetensors (meta as JSON metadata)."""
+    if str(path).endswith('.safetensors'):
+        from .safe_load import save_safetensors
+        save_safetensors(dict(checkpoint), str(path))
+        return
     with io.BytesIO() as buffer:
         torch.save(checkpoint, buffer)
         atomic_write_bytes(buffer.getvalue(), path)
