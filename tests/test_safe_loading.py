@@ -209,3 +209,31 @@ def test_safetensors_from_converters_and_reparameterize_load_everywhere(tmp_path
     proc = run_tool('tools/test.py', imagenet_cfg, str(cut), '--work-dir', str(tmp_path / 'c'),
                     check=False)
     assert proc.returncode != 0 and f'error: {cut}: truncated' in proc.stderr
+
+
+def test_upstream_apis_load_an_mmlk_checkpoint_in_a_fresh_process(tmp_path, real_checkpoint,
+                                                                  imagenet_cfg, hostile):
+    """mmpretrain's get_model (mmengine's load_checkpoint inside) in a process that never
+    imports mmlk by hand and has no TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD: the .pth hook makes
+    mmlk's loader mmengine's, so the real checkpoint loads and the hostile one is refused."""
+    path, marker = hostile
+    script = f'''
+import sys, torch
+from mmpretrain import get_model
+model = get_model({imagenet_cfg!r}, pretrained={str(real_checkpoint)!r}, device='cpu')
+state = torch.load({str(real_checkpoint)!r}, weights_only=False)['state_dict']
+assert torch.equal(model.head.fc.weight, state['head.fc.weight'])
+print('loaded', type(model.backbone).__name__)
+try:
+    get_model({imagenet_cfg!r}, pretrained={str(path)!r}, device='cpu')
+except Exception as err:
+    print('refused:', type(err).__name__, str(err).splitlines()[0][:200])
+'''
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', 'PYTHONPATH')}
+    proc = subprocess.run([sys.executable, '-c', script], cwd=str(tmp_path), env=dict(
+        env, OMP_NUM_THREADS='1'), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'loaded SLaK' in proc.stdout
+    assert 'refused: UnsafeCheckpointFileError' in proc.stdout and 'posix.system' in proc.stdout
+    assert not marker.exists()

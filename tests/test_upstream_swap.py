@@ -332,3 +332,30 @@ def test_stock_mmdet_faster_rcnn_r50_with_only_the_type_changed_trains(demo_data
     assert not torch.equal(before, model.backbone.warehouse_manager.weights[1])
     # mmdet's frozen_stages=1 froze the stem and layer1
     assert not model.backbone.layer1.training and model.backbone.layer2.training
+
+
+# ------------------------------------------------------------ mmseg's pretrained argument
+def test_mmseg_encoder_decoder_pretrained_reaches_every_backbone_as_init_cfg():
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    from conftest import CONFIGS, tiny_model_overrides
+    for config in ('upernet_slak_t_ade20k.py', 'upernet_replknet_31b_ade20k.py',
+                   'upernet_sw_t_ade20k.py', 'upernet_kw1x_convnext_t_ade20k.py'):
+        cfg = Config.fromfile(osp.join(CONFIGS, config))
+        tiny_model_overrides(cfg)
+        cfg.model.pretrained = 'checkpoints/imagenet.pth'  # what stock mmseg configs set
+        init_default_scope('mmseg')
+        model = MODELS.build(cfg.model)
+        assert model.backbone.init_cfg == dict(type='Pretrained',
+                                               checkpoint='checkpoints/imagenet.pth'), config
+
+
+def test_an_unknown_argument_names_the_registered_type():
+    from mmlk.registry import MODELS
+    with pytest.raises(TypeError, match=r"mmlk.SLaK got unexpected argument\(s\) \['bogus'\]; "
+                       r"it accepts \['arch', 'deploy', 'drop_path_rate'"):
+        MODELS.build(dict(type='mmlk.SLaK', arch=dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64]),
+                          bogus=1))
+    with pytest.raises(ValueError, match='either pretrained'):
+        MODELS.build(dict(type='mmlk.SLaK', pretrained='a.pth',
+                          init_cfg=dict(type='Pretrained', checkpoint='a.pth')))

@@ -72,6 +72,23 @@ class LargeKernelBackbone(BaseModule):
         self.norm_eval = False
 
     # ------------------------------------------------------------------ construction helpers
+    def refuse_unknown_arguments(self, unknown: dict, internal: Sequence[str] = ()) -> None:
+        """A TypeError naming the registered type (``mmlk.SLaK``) and the arguments it
+        accepts (those of every constructor in its chain, less the ``internal`` ones a
+        subclass fills in itself), for keyword arguments no constructor took."""
+        if not unknown:
+            return
+        import inspect
+        accepted = set()
+        for klass in type(self).__mro__:
+            init = klass.__dict__.get('__init__')
+            if init is not None:
+                accepted |= {n for n, p in inspect.signature(init).parameters.items()
+                             if n != 'self' and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        accepted -= set(internal) if type(self).__name__ not in internal else set()
+        raise TypeError(f'mmlk.{type(self).__name__} got unexpected argument(s) '
+                        f'{sorted(unknown)}; it accepts {sorted(accepted)}')
+
     def _check_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
         if isinstance(out_indices, int) and not isinstance(out_indices, bool):
             out_indices = [out_indices]

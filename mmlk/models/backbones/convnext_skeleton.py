@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from mmlk.ops import LayerNorm2d
 from mmlk.utils.validation import check_int_sequence
-from .base import LargeKernelBackbone
+from .base import LargeKernelBackbone, init_cfg_from_pretrained
 
 __all__ = ['ConvNeXtBlock', 'ConvNeXtSkeleton', 'resolve_arch', 'split_kernel_sizes']
 
@@ -134,6 +134,8 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
             returns ``(N, C, H, W)`` maps for detection and segmentation.
         init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=..., prefix=...)``
             also accepts official ``{'model': ...}`` containers and is loaded strictly.
+        pretrained: mmseg/mmdet's deprecated ``pretrained=PATH`` (``EncoderDecoder`` passes
+            its ``pretrained`` to the backbone), turned into that ``init_cfg``.
     """
 
     num_stages = 4
@@ -151,8 +153,14 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  gap_before_final_norm: bool = True,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 pretrained: Optional[str] = None,
+                 **unknown) -> None:
+        # Registered subclasses pass their **kwargs here: an argument nobody took is named
+        # with the registered type (not this internal class) and what it accepts.
+        self.refuse_unknown_arguments(unknown, internal=('depths', 'dims', 'mixer_factory'))
+        super().__init__(init_cfg=init_cfg_from_pretrained(type(self).__name__, pretrained,
+                                                           init_cfg))
         self.begin_build()
         depths, dims = list(depths), list(dims)
         if len(depths) != self.num_stages or len(dims) != self.num_stages:
