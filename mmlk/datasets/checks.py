@@ -10,12 +10,12 @@ import json
 import os.path as osp
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 
 __all__ = ['DataSampleError', 'DatasetReport', 'build_dataset_with_reports',
-           'install_sample_error_reports', 'sample_files', 'scan_dataset']
+           'install_sample_error_reports', 'leaf_datasets', 'sample_files', 'scan_dataset']
 
 # mmseg's ignore label (decode heads' ignore_index, reduce_zero_label's target for class 0).
 SEG_IGNORE_INDEX = 255
@@ -112,13 +112,17 @@ def _prepare_data_with_reports(self, idx):
     return data
 
 
-def _leaf_cfgs(cfg) -> List[dict]:
-    """The innermost dataset configs of a (possibly wrapped) dataset config."""
-    if isinstance(cfg, dict) and isinstance(cfg.get('datasets'), (list, tuple)):
-        return [leaf for c in cfg['datasets'] for leaf in _leaf_cfgs(c)]
-    if isinstance(cfg, dict) and isinstance(cfg.get('dataset'), dict):
-        return _leaf_cfgs(cfg['dataset'])
-    return [cfg] if isinstance(cfg, dict) else []
+def leaf_datasets(cfg) -> Iterator[dict]:
+    """Every leaf dataset config inside wrappers (ConcatDataset, RepeatDataset, ...)."""
+    if not isinstance(cfg, dict):
+        return
+    if 'datasets' in cfg:
+        for sub in cfg['datasets']:
+            yield from leaf_datasets(sub)
+    elif 'dataset' in cfg:
+        yield from leaf_datasets(cfg['dataset'])
+    else:
+        yield cfg
 
 
 def _ann_path(leaf: dict) -> str:
@@ -162,7 +166,7 @@ def build_dataset_with_reports(dataset_cfg):
     refuses a training/validation split with no sample at all (mmengine would build a
     dataloader of nothing, or fail later without a name). Returns the dataset."""
     from mmengine.registry import DATASETS
-    leaves = _leaf_cfgs(dataset_cfg)
+    leaves = list(leaf_datasets(dataset_cfg))
     where = '; '.join(f"{leaf.get('type')} ann_file={_ann_path(leaf) or '(none)'}"
                       for leaf in leaves) or repr(dataset_cfg)
     try:

@@ -3,10 +3,12 @@ import contextlib
 import glob
 import os
 import os.path as osp
-from typing import Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
+
+from mmlk.datasets.checks import leaf_datasets
 
 __all__ = [
     'DatasetNotFoundError', 'add_runner_args', 'check_dataset_paths', 'init_weights_quietly',
@@ -314,19 +316,6 @@ _DATA_HELP = {
     'ImageNet': ('ImageNet-1k: place train/ and val/ (class sub-folders) and meta/{train,val}.txt '
                  'in the data_root', 'imagenet'),
 }
-
-
-def leaf_datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
-    """Every leaf dataset config inside wrappers (ConcatDataset, RepeatDataset, ...)."""
-    if not isinstance(cfg, dict):
-        return
-    if 'datasets' in cfg:
-        for sub in cfg['datasets']:
-            yield from leaf_datasets(sub)
-    elif 'dataset' in cfg:
-        yield from leaf_datasets(cfg['dataset'])
-    else:
-        yield cfg
 
 
 def _expected_paths(dataset: ConfigDict) -> List[str]:
