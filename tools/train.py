@@ -39,8 +39,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def build_cfg(args: argparse.Namespace) -> Config:
-    cfg = load_config(args)
+def build_cfg(args: argparse.Namespace, cfg: Config) -> Config:
+    """``cfg`` (from :func:`load_config`) prepared for training: device, LR scaling, resume
+    target and seed, safety hooks."""
     prepare_optim_wrapper_for_device(cfg, args.amp, torch.cuda.is_available())
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
@@ -50,9 +51,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
     if args.resume == 'auto':
         # Resolved here, not by mmengine, so that a truncated checkpoint or a broken
         # last_checkpoint pointer falls back to the newest complete checkpoint.
-        with user_errors_as_messages():
-            path = (resolve_resume_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir)
-                    else None)
+        path = resolve_resume_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
         if path is None:
             print_log(f'--resume: no checkpoint in {cfg.work_dir}; training from the start.',
                       logger='current', level=30)
@@ -62,28 +61,24 @@ def build_cfg(args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if cfg.get('resume') and cfg.get('load_from'):
-        with user_errors_as_messages():
-            use_seed_of_checkpoint(cfg, cfg.load_from)
+        use_seed_of_checkpoint(cfg, cfg.load_from)
     install_safety_hooks(cfg, strict=not args.non_strict, train=True)
     return cfg
 
 
 def main() -> None:
     args = parse_args()
-    with user_errors_as_messages(), work_dir_lock(load_config(args).work_dir):
-        _train(args)
-
-
-def _train(args: argparse.Namespace) -> None:
-    # under the work-dir lock, so that --resume reads a work dir no other run is writing
-    cfg = build_cfg(args)
     with user_errors_as_messages():
-        setup_distributed(cfg)  # gloo without CUDA; NCCL through mmengine with it
-        check_dataset_paths(cfg, ('train_dataloader', 'val_dataloader'))
-        if cfg.get('load_from'):
-            check_checkpoint_file(cfg.load_from)
-        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-        runner.train()
+        cfg = load_config(args)
+        # under the work-dir lock, so that --resume reads a work dir no other run is writing
+        with work_dir_lock(cfg.work_dir):
+            cfg = build_cfg(args, cfg)
+            setup_distributed(cfg)  # gloo without CUDA; NCCL through mmengine with it
+            check_dataset_paths(cfg, ('train_dataloader', 'val_dataloader'))
+            if cfg.get('load_from'):
+                check_checkpoint_file(cfg.load_from)
+            runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+            runner.train()
 
 
 if __name__ == '__main__':

@@ -201,7 +201,8 @@ def use_seed_of_checkpoint(cfg: Config, path: str) -> None:
     from the run's seed *before* it reads the checkpoint; without a fixed seed in the config
     every run draws a new one, so a resumed run shuffles its data differently. Setting the seed
     before the Runner exists is what makes ``--resume`` exact (with ``mmlk.RNGStateHook``).
-    Reads only the checkpoint's metadata (memory-mapped, tensors untouched).
+    Reads the checkpoint memory-mapped (tensors are not copied) through the one loader, so a
+    file that is corrupted or runs code stops here, before the Runner is built.
     """
     import zipfile
 

@@ -97,10 +97,9 @@ class SparseTrainingHook(Hook):
             tie=as_patterns(tie, 'tie'), tie_every=tie_every, regrow_just_pruned=regrow_just_pruned)
         # Fail on bad values when the config is built, not after the data has loaded.
         check_sparse_options(init, growth, sparsity, prune_rate, final_prune_rate,
-                             0 if frozen else update_interval, regrow_just_pruned)
+                             0 if frozen else update_interval, regrow_just_pruned, tie_every)
         if seed is not None:
             check_range(seed, 'seed', integer=True)
-        check_range(tie_every, 'tie_every', 1, integer=True)
         if total_steps is not None:
             check_range(total_steps, 'total_steps', 1, integer=True)
         # Validated here too, so that include='pwconv' is one pattern from the start.

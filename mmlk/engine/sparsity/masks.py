@@ -61,7 +61,7 @@ _INIT = ('snip', 'ERK', 'uniform', 'dense_pattern')
 def check_sparse_options(init: str, growth: str, sparsity: float, prune_rate: float,
                          final_prune_rate: float = 0.005,
                          update_interval: Optional[int] = 100,
-                         regrow_just_pruned: bool = True) -> None:
+                         regrow_just_pruned: bool = True, tie_every: int = 1) -> None:
     """Raise a TypeError/ValueError naming the accepted values for any unknown, mistyped or
     out-of-range option (``update_interval`` None or 0: static masks)."""
     if init not in _INIT:
@@ -79,6 +79,7 @@ def check_sparse_options(init: str, growth: str, sparsity: float, prune_rate: fl
         raise TypeError('regrow_just_pruned must be True (the official engine: growth may pick '
                         'units pruned in the same update) or False (only units inactive before '
                         f'the update), got {regrow_just_pruned!r}')
+    check_range(tie_every, 'tie_every', 1, integer=True)
 
 
 @dataclass
@@ -253,8 +254,7 @@ class SparseEngine:
                  tie_every: int = 1,
                  regrow_just_pruned: bool = True) -> None:
         check_sparse_options(init, growth, sparsity, prune_rate, final_prune_rate, update_interval,
-                             regrow_just_pruned)
-        check_range(tie_every, 'tie_every', 1, integer=True)
+                             regrow_just_pruned, tie_every)
         tie = as_patterns(tie, 'tie')
         if not targets:
             raise ValueError('no parameter matched the sparse-training selection')
@@ -345,8 +345,7 @@ class SparseEngine:
                     emptied.append(t.name)
                 scores = self._random_scores(t, 0, index).flatten()
                 mask = torch.zeros(t.num_units, dtype=torch.bool, device=t.mask.device)
-                if keep:
-                    mask[torch.topk(scores, keep).indices] = True
+                mask[torch.topk(scores, keep).indices] = True
                 t.mask = mask.reshape(t.unit_shape)
             if emptied:
                 warnings.warn(

@@ -67,8 +67,12 @@ class LargeKernelBackbone(BaseModule):
     converter: Optional[str] = None
     num_stages = 4
 
-    def __init__(self, init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+    def __init__(self, init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 pretrained: Optional[str] = None) -> None:
+        # mmseg/mmdet's deprecated ``pretrained=PATH`` (EncoderDecoder passes it on) is the
+        # Pretrained init_cfg, for every backbone.
+        super().__init__(init_cfg=init_cfg_from_pretrained(type(self).__name__, pretrained,
+                                                           init_cfg))
         self.norm_eval = False
 
     # ------------------------------------------------------------------ construction helpers

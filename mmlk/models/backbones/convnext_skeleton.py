@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from mmlk.ops import LayerNorm2d
 from mmlk.utils.validation import check_int_sequence
-from .base import LargeKernelBackbone, init_cfg_from_pretrained
+from .base import LargeKernelBackbone
 
 __all__ = ['ConvNeXtBlock', 'ConvNeXtSkeleton', 'resolve_arch', 'split_kernel_sizes']
 
@@ -159,8 +159,7 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
         # Registered subclasses pass their **kwargs here: an argument nobody took is named
         # with the registered type (not this internal class) and what it accepts.
         self.refuse_unknown_arguments(unknown, internal=('depths', 'dims', 'mixer_factory'))
-        super().__init__(init_cfg=init_cfg_from_pretrained(type(self).__name__, pretrained,
-                                                           init_cfg))
+        super().__init__(init_cfg=init_cfg, pretrained=pretrained)
         self.begin_build()
         depths, dims = list(depths), list(dims)
         if len(depths) != self.num_stages or len(dims) != self.num_stages:

@@ -36,7 +36,7 @@ from mmlk.ops import LayerNorm2d
 from mmlk.ops.kernel_warehouse import (KWAttention, KWConvNd, WarehouseManager,
                                        set_kw_temperature)
 from mmlk.registry import MODELS
-from .base import LargeKernelBackbone, init_cfg_from_pretrained, require_upstream_value
+from .base import LargeKernelBackbone, require_upstream_value
 from .convnext_skeleton import ConvNeXtBlock, ConvNeXtSkeleton, resolve_arch
 
 __all__ = ['KWResNet', 'KWMobileNetV2', 'KWConvNeXt', 'KWConvNeXtBlock']
@@ -250,7 +250,7 @@ class KWResNet(KWBackboneMixin, LargeKernelBackbone):
                  drop_path_rate: float = 0.,
                  freeze_warehouses: bool = True,
                  temperature: float = 0.0) -> None:
-        super().__init__(init_cfg=init_cfg_from_pretrained('KWResNet', pretrained, init_cfg))
+        super().__init__(init_cfg=init_cfg, pretrained=pretrained)
         self.freeze_warehouses = bool(freeze_warehouses)
         if depth not in self.arch_settings:
             raise ValueError(f'KWResNet depth must be one of {sorted(self.arch_settings)}, got '
@@ -465,8 +465,7 @@ class KWMobileNetV2(KWBackboneMixin, LargeKernelBackbone):
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
                  freeze_warehouses: bool = True,
                  temperature: float = 0.0) -> None:
-        super().__init__(init_cfg=init_cfg_from_pretrained('KWMobileNetV2', pretrained,
-                                                           init_cfg))
+        super().__init__(init_cfg=init_cfg, pretrained=pretrained)
         require_upstream_value('KWMobileNetV2', 'conv_cfg', conv_cfg,
                                [None, dict(type='Conv2d')], 'the convs are KW convs')
         require_upstream_value('KWMobileNetV2', 'act_cfg', act_cfg, [dict(type='ReLU6')],

@@ -24,7 +24,7 @@ from mmlk.ops import (ConvBN, ReparamLargeKernelConv, fold_conv_bn_state, switch
 from mmlk.ops.reparam import fold_bn_into_next_conv, fold_pre_bn_state
 from mmlk.registry import MODELS
 from ..utils.checkpoint import CheckpointMismatchError
-from .base import LargeKernelBackbone, init_cfg_from_pretrained, require_upstream_value
+from .base import LargeKernelBackbone, require_upstream_value
 from .convnext_skeleton import resolve_arch
 
 __all__ = ['RepLKBlock', 'ConvFFN', 'RepLKNetStage', 'RepLKNet']
@@ -234,7 +234,7 @@ class RepLKNet(LargeKernelBackbone):
                  conv_cfg: Optional[dict] = None,
                  small_kernel_merged: bool = False,
                  pretrained: Optional[str] = None) -> None:
-        super().__init__(init_cfg=init_cfg_from_pretrained('RepLKNet', pretrained, init_cfg))
+        super().__init__(init_cfg=init_cfg, pretrained=pretrained)
         deploy = _check_mmpretrain_args(strides, dilations, conv_cfg, small_kernel_merged,
                                         deploy)
         arch = resolve_arch(arch, self.arch_zoo, self._arch_keys, 'RepLKNet')

@@ -11,6 +11,7 @@ import os
 import os.path as osp
 import pickle
 import tempfile
+import time
 import zipfile
 from collections import OrderedDict
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -51,6 +52,9 @@ class UnsafeCheckpointFileError(CheckpointReadError):
 
 # torch.save writes a zip archive since torch 1.6; older files are a bare pickle stream.
 _PICKLE_PROTOCOL_2_PLUS = b'\x80'
+# (real path, size, mtime) of zip checkpoints whose CRCs matched in this process
+_CRC_VERIFIED: set = set()
+_RACY_NS = 2_000_000_000
 
 
 def check_checkpoint_file(path: str, verify_crc: bool = True) -> None:
@@ -62,11 +66,19 @@ def check_checkpoint_file(path: str, verify_crc: bool = True) -> None:
     record is also read and checked against the CRC-32 the archive stores for it: a flipped
     byte inside a tensor (a bad disk, a broken copy) would otherwise load as silently wrong
     weights. That reads the file once more (a 330 MB SLaK-T training checkpoint: about 0.3 s,
-    :func:`zipfile.ZipFile.testzip`); the pickle stream of legacy files has no checksum.
+    :func:`zipfile.ZipFile.testzip`), once per process: a resume checks its file when choosing
+    it, when reading its seed, before the Runner and in mmengine's load, so a file verified
+    unchanged (same size and modification time, last modified well before the check, the
+    "racily clean" rule of git) is not read again. The pickle stream of legacy files has no
+    checksum.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
-    size = osp.getsize(path)
+    stat = os.stat(path)
+    identity = (osp.realpath(path), stat.st_size, stat.st_mtime_ns)
+    if verify_crc and identity in _CRC_VERIFIED:
+        return
+    size = stat.st_size
     if size == 0:
         raise CheckpointReadError(f'{path}: truncated or not a checkpoint (the file is empty)')
     if path.endswith('.safetensors'):
@@ -89,6 +101,10 @@ def check_checkpoint_file(path: str, verify_crc: bool = True) -> None:
             raise CheckpointReadError(
                 f'{path}: a zip archive but not a torch checkpoint (no data.pkl record; '
                 f'records: {names[:5]})')
+        # A file modified within the last seconds could change again within the timestamp's
+        # granularity without its identity changing: verify such files every time.
+        if verify_crc and time.time_ns() - stat.st_mtime_ns > _RACY_NS:
+            _CRC_VERIFIED.add(identity)
         return
     with open(path, 'rb') as f:
         head = f.read(1)
@@ -159,8 +175,10 @@ def install_local_checkpoint_loader() -> None:
     scheme of ``CheckpointLoader``), for every Runner and ``load_checkpoint`` call after it
     (``mmlk.config_prefix`` does it when mmengine's checkpoint module is imported; the tools
     call it explicitly too)."""
-    from mmengine.runner import CheckpointLoader
-    CheckpointLoader.register_scheme(prefixes='', force=True)(load_local_checkpoint)
+    import mmengine.runner.checkpoint
+
+    from mmlk.config_prefix import _patch_mmengine_checkpoint
+    _patch_mmengine_checkpoint(mmengine.runner.checkpoint)
 
 
 def atomic_write_bytes(data: bytes, path: str, chunk_size: int = 1 << 26) -> None:

@@ -16,17 +16,18 @@ resolves only allowed globals (the pattern of the Python documentation's "Restri
 Globals"). Both refuse the same files.
 """
 import _compat_pickle
+import functools
 import importlib
 import json
 import pickle
 import re
 import types
 from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
-from mmlk.compat import HAS_SAFE_GLOBALS
+from mmlk.compat import HAS_SAFE_GLOBALS, safe_globals
 
 __all__ = ['ALLOWED_GLOBALS', 'UnsafeCheckpointError', 'checkpoint_trusted', 'safe_torch_load',
            'load_safetensors', 'save_safetensors', 'trust_checkpoints']
@@ -89,7 +90,8 @@ def _history_buffer_getattr(obj, name: str):
     return attr
 
 
-def _allowed_objects() -> List[Tuple[object, str]]:
+@functools.lru_cache(maxsize=None)
+def _allowed_objects() -> Tuple[Tuple[object, str], ...]:
     objects = []
     for name in ALLOWED_GLOBALS:
         obj = _history_buffer_getattr if name == 'builtins.getattr' else _resolve(name)
@@ -99,12 +101,17 @@ def _allowed_objects() -> List[Tuple[object, str]]:
     for name in dir(getattr(numpy, 'dtypes', None) or ()):
         if _NUMPY_DTYPE_CLASS.match(f'numpy.dtypes.{name}'):
             objects.append((getattr(numpy.dtypes, name), f'numpy.dtypes.{name}'))
-    return objects
+    return tuple(objects)
 
 
-def _torch_allowed() -> Dict[str, object]:
+@functools.lru_cache(maxsize=None)
+def _restricted_table() -> Dict[str, object]:
+    """Name -> object for the restricted unpickler: torch's own weights-only globals plus
+    mmlk's allow-list."""
     from torch import _weights_only_unpickler
-    return dict(_weights_only_unpickler._get_allowed_globals())
+    table = dict(_weights_only_unpickler._get_allowed_globals())
+    table.update({name: obj for obj, name in _allowed_objects()})
+    return table
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -116,12 +123,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         full = f'{module}.{name}'
-        if full in _RESTRICTED_TABLE:
-            return _RESTRICTED_TABLE[full]
+        table = _restricted_table()
+        if full in table:
+            return table[full]
         raise UnsafeCheckpointError(f'Unsupported global: GLOBAL {full}')
 
 
-_RESTRICTED_TABLE: Dict[str, object] = {}
 _restricted_pickle = types.ModuleType('mmlk_restricted_pickle')
 _restricted_pickle.Unpickler = _RestrictedUnpickler
 _restricted_pickle.load = lambda f, **kw: _RestrictedUnpickler(f, **kw).load()
@@ -153,15 +160,12 @@ def safe_torch_load(path: str, map_location=None, trust: Optional[bool] = None, 
         return torch.load(path, map_location=map_location, weights_only=False, **kwargs)
     if HAS_SAFE_GLOBALS:
         try:
-            with torch.serialization.safe_globals(_allowed_objects()):
+            with safe_globals(_allowed_objects()):
                 return torch.load(path, map_location=map_location, weights_only=True, **kwargs)
         except pickle.UnpicklingError as err:
             if 'GLOBAL' in str(err) or 'getattr' in str(err):
                 raise _refusal(path, err) from None
             raise
-    if not _RESTRICTED_TABLE:
-        _RESTRICTED_TABLE.update(_torch_allowed())
-        _RESTRICTED_TABLE.update({name: obj for obj, name in _allowed_objects()})
     kwargs.pop('mmap', None)  # torch 2.1 has it for zip files only; keep the plain read
     try:
         return torch.load(path, map_location=map_location, pickle_module=_restricted_pickle,
