@@ -82,6 +82,52 @@ def _patch_mim_utils(module) -> None:
         module.get_installed_path = _installed_path(module.get_installed_path)
 
 
+def _patch_mmengine_hub(module) -> None:
+    """``mmengine.hub.get_config/get_model('mmlk::...')``: the package is found where Python
+    imports it from (editable installs too), and ``get_model`` builds an mmlk config in the
+    scope the config declares (mmseg/mmdet/mmpretrain: mmlk's own types are written
+    ``mmlk.X``), where mmengine's would build it in scope ``mmlk`` and find no
+    ``EncoderDecoder``."""
+    if getattr(module.get_model, '_mmlk', False):
+        return
+    module.get_installed_path = _installed_path(module.get_installed_path)
+    original_get_model = module.get_model
+
+    def get_model(cfg_path: str, pretrained: bool = False, **kwargs):
+        if cfg_path.split('::')[0] != PACKAGE:
+            return original_get_model(cfg_path, pretrained, **kwargs)
+        from mmlk.utils.hub import build_from_hub_config
+        return build_from_hub_config(module.get_config, cfg_path, pretrained, **kwargs)
+
+    get_model._mmlk = True
+    get_model.__doc__ = original_get_model.__doc__
+    module.get_model = get_model
+
+
+def _patch_mim_search(module) -> None:
+    """``mim download mmlk --config ID`` for an entry without ``Weights`` ends in one line that
+    names the official checkpoint and the converter command, where mim's own code fails with
+    ``AttributeError: 'float' object has no attribute 'split'`` on the missing field.
+
+    mim runs its command files in a namespace of their own, so the download command itself
+    cannot be patched; it reads the table through ``mim.commands.search.get_model_info``,
+    which is. mmlk's rows come back as dicts whose missing ``weight`` raises the message
+    (``dict.__missing__``); every other use of the table is unchanged."""
+    if getattr(module.get_model_info, '_mmlk', False):
+        return
+    original = module.get_model_info
+
+    def get_model_info(package, *args, **kwargs):
+        info = original(package, *args, **kwargs)
+        if package != PACKAGE or not isinstance(info, dict):
+            return info
+        from mmlk.utils.hub import RowWithoutWeights
+        return {config_id: RowWithoutWeights(config_id, row) for config_id, row in info.items()}
+
+    get_model_info._mmlk = True
+    module.get_model_info = get_model_info
+
+
 # module name -> patch, applied right after the module's code has run
 def _load_local_checkpoint(filename, map_location=None):
     """mmengine's local-file scheme, served by mmlk's safe loader (imported on first use, so
@@ -97,7 +143,9 @@ def _patch_mmengine_checkpoint(module) -> None:
 _PATCHES: Dict[str, Callable] = {
     'mmengine.config.config': _patch_mmengine_config,
     'mmengine.runner.checkpoint': _patch_mmengine_checkpoint,
+    'mmengine.hub.hub': _patch_mmengine_hub,
     'mim.utils.utils': _patch_mim_utils,
+    'mim.commands.search': _patch_mim_search,
 }
 
 

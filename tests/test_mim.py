@@ -200,3 +200,74 @@ def test_non_editable_install_trains_through_its_tools_and_mim(tmp_path, wheel_s
                 str(tmp_path / 'mim')], cwd=project, env=env)
     assert osp.isfile(tmp_path / 'mim' / 'iter_2.pth')
     assert f'{wheel_site}/mmlk/.mim/tools/train.py' in proc.stdout + proc.stderr
+
+
+HUB_SCRIPT = '''
+import mmlk.config_prefix as prefix
+from mmengine.hub import get_config, get_model
+print('PACKAGE', prefix.package_dir())
+cfg = get_config('mmlk::slak/slak-t_32xb128_in1k.py')
+assert cfg.model.backbone.type == 'mmlk.SLaK' and cfg.default_scope == 'mmpretrain', cfg.model
+for name in ('kernelwarehouse/kw1x-resnet18_32xb128_in1k.py',
+             'slak/upernet_slak-t_4xb4-160k_ade20k-512x512.py',
+             'kernelwarehouse/faster-rcnn_kw1x-resnet50_fpn_ms-3x_voc0712.py'):
+    model = get_model('mmlk::' + name)
+    print('BUILT', type(model).__module__.split('.')[0], type(model).__name__,
+          type(model.backbone).__name__)
+try:
+    get_model('mmlk::slak/slak-t_32xb128_in1k.py', pretrained=True)
+except ValueError as err:
+    print('NO WEIGHTS', err)
+'''
+
+
+@pytest.mark.parametrize('install', ['editable', 'wheel'])
+def test_mmengine_hub_reads_and_builds_mmlk_configs(tmp_path, install, request):
+    """``mmengine.hub.get_config/get_model('mmlk::...')`` from a user's directory: the
+    config comes from the installed package's ``.mim``, the model is built in the scope its
+    config declares, and ``pretrained=True`` names the official file and the converter."""
+    env = {}
+    if install == 'wheel':
+        env = dict(PYTHONPATH=request.getfixturevalue('wheel_site'))
+    script = tmp_path / 'hub.py'
+    script.write_text(HUB_SCRIPT)
+    out = run([sys.executable, str(script)], cwd=str(tmp_path), env=env).stdout
+    expected_dir = env.get('PYTHONPATH', REPO)
+    assert f'PACKAGE {osp.join(expected_dir, "mmlk")}' in out
+    assert 'BUILT mmpretrain ImageClassifier KWResNet' in out
+    assert 'BUILT mmseg EncoderDecoder SLaK' in out
+    assert 'BUILT mmdet FasterRCNN KWResNet' in out
+    assert ('NO WEIGHTS mmlk publishes no weights for slak/slak-t_32xb128_in1k.py: download '
+            'the official checkpoint (https://drive.google.com') in out
+    assert 'python tools/model_converters/slak_to_mmlk.py SLaK_tiny_checkpoint.pth' in out
+
+
+def test_mim_metadata_answers_per_model_queries(tmp_path):
+    """mim's own keys: a per-model ``Training Data`` (``--dataset``), ``Weights`` where a file
+    exists (``--field weight``), and ``mim download`` of an entry without one ends in one line
+    naming the official file and the converter."""
+    import yaml
+    for path in glob.glob(osp.join(REPO, 'configs', '*', 'metafile.yml')):
+        for entry in yaml.safe_load(open(path))['Models']:
+            assert entry['Metadata'].get('Training Data'), entry['Name']
+    mim = osp.join(VENV_BIN, 'mim')
+
+    def ids(*args):
+        out = run([mim, 'search', 'mmlk', *args], cwd=str(tmp_path)).stdout
+        return [line.split()[-1] for line in out.splitlines() if line.startswith('config id:')]
+
+    ade = ids('--dataset', 'ade20k')
+    assert len(ade) == 9 and all(name.startswith('upernet_') for name in ade), ade
+    assert all('voc0712' in name for name in ids('--dataset', 'pascal voc'))
+    assert all('coco' in name for name in ids('--dataset', 'coco'))
+    assert sorted(ids('--field', 'weight')) == [
+        'replknet-31b_32xb64_in1k', 'replknet-31l_in21k-pre_32xb64_in1k-384px',
+        'replknet-xl_meg73m-pre_32xb64_in1k-320px']
+    proc = run([mim, 'download', 'mmlk', '--config', 'slak-t_32xb128_in1k', '--dest',
+                str(tmp_path / 'dl')], cwd=str(tmp_path), check=False)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        'Error: mmlk publishes no weights for slak-t_32xb128_in1k: download the official '
+        'checkpoint (https://drive.google.com/file/d/1Iut2f5FMS_77jGPYoUJDQzDIXOsax1u4/view) '
+        'and convert it: python tools/model_converters/slak_to_mmlk.py '
+        'SLaK_tiny_checkpoint.pth checkpoints/slak-t_in1k.pth --arch tiny')
