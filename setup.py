@@ -56,7 +56,9 @@ setup(
     package_data={'mmlk': ['ops/csrc/*.cpp', '.mim/model-index.yml', '.mim/configs/**/*.py',
                            '.mim/configs/**/*.yml', '.mim/tools/**/*.py', '.mim/tools/*.sh']},
     cmdclass={'build_py': BuildPyWithStartupHook, 'editable_wheel': EditableWheelWithStartupHook},
-    python_requires='>=3.9',
-    install_requires=['mmengine>=0.10.0', 'torch>=2.0', 'numpy', 'safetensors'],
+    # What CI tests (scripts/setup_env.sh, mmlk/compat.py): Python 3.10 + torch 2.1.2 and
+    # Python 3.11 + torch 2.14.1; mmcv 2.1.0 is compiled by setup_env.sh, not required here.
+    python_requires='>=3.10',
+    install_requires=['mmengine>=0.10.0', 'torch>=2.1', 'numpy', 'safetensors'],
     license='Apache-2.0',
 )

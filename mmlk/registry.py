@@ -8,6 +8,8 @@ Inside mmlk, sub-modules are built directly (plain Python classes), never by bar
 these registries: a bare-name build is resolved in the *current* default scope's node, which is
 mmdet's or mmseg's during training, and would not find mmlk's classes.
 """
+# First, so that an unsupported torch/mmcv is refused in one line before any model is built.
+import mmlk.compat  # noqa: F401
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS

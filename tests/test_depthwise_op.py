@@ -1,8 +1,11 @@
 """mmlk's depthwise op (mmlk/ops/depthwise.py): forward and gradients equal aten's."""
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import needs_triton_interpreter
 from mmlk.ops import (DecomposedLargeKernelConv, DepthwiseConv2d, ReparamLargeKernelConv,
                       depthwise_conv2d, depthwise_impl)
 from mmlk.ops.depthwise import DepthwiseConvFunction
@@ -162,6 +165,26 @@ def test_kernel_build_is_cached_and_a_missing_compiler_falls_back(monkeypatch, t
     torch.testing.assert_close(fallback, reference, rtol=1e-5, atol=1e-5)
 
 
+def test_kernel_runs_on_torchs_own_openmp_runtime():
+    """The library links ``libgomp.so.1`` by soname, which the loader resolves to the runtime
+    torch already loaded (torch 2.1's wheel bundles it as ``libgomp-<hash>.so.1`` with that
+    soname): one OpenMP team in the process on every stack, and one cached build serves them
+    all (the build uses no torch header)."""
+    from mmlk.ops import native
+    if native.load() is None:
+        pytest.skip('no C++ compiler: the kernel is not built')
+
+    with open('/proc/self/maps') as f:
+        mapped = {line.split(maxsplit=5)[5].strip() for line in f if len(line.split()) == 6}
+    assert any('depthwise_grad_weight-' in path for path in mapped)
+    runtimes = {p for p in mapped if os.path.basename(p).startswith(('libgomp', 'libiomp',
+                                                                     'libomp'))}
+    assert len(runtimes) == 1, f'two OpenMP runtimes in one process: {runtimes}'
+    torch_lib = os.path.join(os.path.dirname(torch.__file__), 'lib')
+    if any(name.startswith('libgomp') for name in os.listdir(torch_lib)):
+        assert runtimes.pop().startswith(torch_lib)  # torch's bundled runtime, not the system's
+
+
 def test_gradcheck_in_float64():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
@@ -257,6 +280,7 @@ TRITON_CASES = [  # (N, C, H, W, kh, kw, layout, dtype); tiny: Triton's interpre
 ]
 
 
+@needs_triton_interpreter
 @pytest.mark.parametrize('case', TRITON_CASES, ids=[f'{c[:6]}-{c[6]}-{c[7]}'.replace(' ', '')
                                                     for c in TRITON_CASES])
 def test_triton_kernels_equal_aten_under_the_interpreter(case):

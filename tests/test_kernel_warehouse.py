@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import run_tool
+from conftest import needs_cpu_float16_conv, run_tool
 from mmlk.engine import KWTemperatureHook, kw_temperature
 from mmlk.models.backbones import KWConvNeXt, KWMobileNetV2, KWResNet
 from mmlk.ops import (KWAttention, KWConv1d, KWConv2d, KWConv3d, KWLinear, WarehouseManager,
@@ -251,9 +251,16 @@ def test_batch_of_one_trains_and_low_precision_runs():
         mixed = model(x)[-1]
     assert mixed.dtype == torch.bfloat16
     torch.testing.assert_close(mixed.float(), reference, rtol=0.1, atol=0.1)
-    for dtype in (torch.bfloat16, torch.float16):
-        halved = model.to(dtype)(x.to(dtype))[-1]
-        assert halved.dtype == dtype and torch.isfinite(halved.float()).all()
+    halved = model.to(torch.bfloat16)(x.to(torch.bfloat16))[-1]
+    assert halved.dtype == torch.bfloat16 and torch.isfinite(halved.float()).all()
+
+
+@needs_cpu_float16_conv
+def test_float16_runs():
+    torch.manual_seed(0)
+    model = KWResNet(18, '1x', base_channels=8).eval().to(torch.float16)
+    out = model(torch.randn(2, 3, 32, 32, dtype=torch.float16))[-1]
+    assert out.dtype == torch.float16 and torch.isfinite(out.float()).all()
 
 
 def test_two_phase_build_errors_are_clear():

@@ -237,7 +237,7 @@ def test_mmengine_hub_reads_and_builds_mmlk_configs(tmp_path, install, request):
     assert 'BUILT mmpretrain ImageClassifier KWResNet' in out
     assert 'BUILT mmseg EncoderDecoder SLaK' in out
     assert 'BUILT mmdet FasterRCNN KWResNet' in out
-    assert ('NO WEIGHTS mmlk publishes no weights for slak/slak-t_32xb128_in1k.py: download '
+    assert ('NO WEIGHTS mmlk publishes no weights for slak-t_32xb128_in1k: download '
             'the official checkpoint (https://drive.google.com') in out
     assert 'python tools/model_converters/slak_to_mmlk.py SLaK_tiny_checkpoint.pth' in out
 

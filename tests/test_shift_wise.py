@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import needs_cpu_float16_conv
 from mmlk.ops import DecomposedLargeKernelConv
 from mmlk.ops.shift_wise import (ShiftWiseLargeKernelConv, shift_add_strip, strip_to_tiles,
                                  tile_starts, tiles_to_strip)
@@ -76,7 +77,8 @@ def test_gradients_match_the_dense_convolution():
                              (x, strip))
 
 
-@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('dtype', [torch.bfloat16,
+                                   pytest.param(torch.float16, marks=needs_cpu_float16_conv)])
 def test_low_precision_runs_and_matches(dtype):
     x = torch.randn(1, 4, 12, 12)
     strip = torch.randn(4, 1, 13, 3)

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmlk.compat import autocast_dtype, is_autocast_enabled, is_compiling
+from mmlk.compat import autocast_dtype, is_autocast_enabled, is_capturing
 from . import native
 
 __all__ = ['DepthwiseConv2d', 'depthwise_conv2d', 'depthwise_impl', 'IMPLS', 'is_same_depthwise']
@@ -92,11 +92,6 @@ def is_same_depthwise(channels_in: int, channels_out: int, groups: int,
     return (groups == channels_in == channels_out and tuple(stride) == (1, 1)
             and tuple(dilation) == (1, 1) and kh % 2 == 1 and kw % 2 == 1
             and tuple(padding) == (kh // 2, kw // 2))
-
-
-def _capturing() -> bool:
-    return (is_compiling() or torch.jit.is_tracing()
-            or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export())
 
 
 def _grad_weight(x: Tensor, grad: Tensor, kernel_size: Tuple[int, int]) -> Tensor:
@@ -183,8 +178,11 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
     if x.dim() != 4 or x.shape[1] != channels:
         raise ValueError(f'depthwise_conv2d: input of shape {tuple(x.shape)} does not have the '
                          f'kernel\'s {channels} channels (N, C, H, W expected)')
+    # Capture first: torch 2.1's dynamo (torch.export) cannot trace the os.environ lookup.
+    if is_capturing():
+        return _aten_forward(x, weight, bias)
     impl = current_impl()
-    if impl == 'native' or _capturing():
+    if impl == 'native':
         return _aten_forward(x, weight, bias)
     # Taps farther from the centre than the map is wide never meet a pixel: their products are
     # all with padding zeros. Crop them (exact, and their gradient is exactly 0, as aten's):

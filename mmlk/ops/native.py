@@ -9,6 +9,11 @@ under ``$MMLK_CACHE_DIR`` (default ``~/.cache/mmlk``)``/kernels``, keyed by the 
 compiler, its flags and the CPU's instruction sets, so a cluster's nodes of different CPU
 types sharing a home directory each get their own build; it is written to a temporary name
 and renamed, so concurrent ranks or test workers never load a half-written file.
+Nothing in a build depends on the torch stack: no torch header is used, and the library links
+OpenMP as ``libgomp.so.1`` by soname, which the loader resolves to the runtime torch already
+loaded (torch 2.14's ``torch/lib/libgomp.so.1``, or torch 2.1's bundled
+``libgomp-<hash>.so.1``, whose soname is the same), so one cached build serves both supported
+stacks and the process keeps one OpenMP team (tests/test_depthwise_op.py checks both).
 
 Where no compiler is found or the build fails, :func:`load` warns once and returns ``None``:
 the op then computes the gradient with its grouped-convolution formulation (same numbers,

@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from torch import nn  # noqa: E402
 
+from mmlk.compat import DEFAULT_ONNX_OPSET, onnx_export  # noqa: E402
 from mmlk.ops import switch_to_deploy  # noqa: E402
 from mmlk.utils.deploy import (build_model_for_weights, has_deploy_form,  # noqa: E402
                                load_weights_strictly)
@@ -47,7 +48,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--part', choices=['auto', 'backbone'], default='auto')
     parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
     add_trust_argument(parser)
-    parser.add_argument('--opset', type=int, default=18)
+    parser.add_argument('--opset', type=int, default=DEFAULT_ONNX_OPSET,
+                        help='ONNX opset (default: %(default)s, the newest this torch\'s '
+                             'exporter writes correctly)')
     parser.add_argument('--tol', type=float, default=1e-4,
                         help='largest accepted |onnxruntime - torch| / max |torch|')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -141,8 +144,8 @@ def export_and_check(wrapper, x, path: str, names, reference, opset: int):
     # One self-contained file (weights inside, not in a .data file beside it that names the
     # temporary file): it is published by one rename. mmlk's largest model, RepLKNet-XL, is
     # well under protobuf's 2 GB.
-    torch.onnx.export(wrapper, (x, ), path, input_names=['input'], output_names=names,
-                      opset_version=opset, dynamo=True, verbose=False, external_data=False)
+    onnx_export(wrapper, (x, ), path, input_names=['input'], output_names=names,
+                opset_version=opset, verbose=False)
     session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
     outputs = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     if len(outputs) != len(reference):

@@ -6,14 +6,17 @@ constructor asks ``model.backbone.get_layer_depth(name, 'backbone.')`` (mmpretra
 so it works for detectors, segmentors and classifiers alike, and reads the mmseg/mmdet
 ``paramwise_cfg`` keys so ConvNeXt recipes port unchanged.
 """
+import copy
 from typing import Dict, List, Optional
 
+import torch
 from mmengine.logging import MMLogger
-from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.normalization import GroupNorm, LayerNorm
 
+from mmlk.compat import HAS_CPU_FUSED_OPTIMIZERS
 from mmlk.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 __all__ = ['LayerDecayOptimWrapperConstructor']
@@ -64,6 +67,19 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         self.custom_keys = dict(paramwise_cfg.get('custom_keys', {}))
         # Non-empty so that the parent's __call__ routes through add_params.
         self.paramwise_cfg = dict(paramwise_cfg, decay_type=self.decay_type)
+
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        # ``fused=True`` (the CPU demo's AdamW) on a CPU model with torch < 2.4, whose fused
+        # optimizers are GPU-only: torch's foreach implementation, the same update.
+        first = next(model.parameters(), None)
+        if (self.optimizer_cfg.get('fused') and not HAS_CPU_FUSED_OPTIMIZERS
+                and first is not None and first.device.type == 'cpu'):
+            MMLogger.get_current_instance().warning(
+                f'torch {torch.__version__} has no fused {self.optimizer_cfg.get("type")} for '
+                'CPU tensors (torch >= 2.4 has); using its foreach implementation (the same '
+                'update, slower)')
+            self.optimizer_cfg = dict(copy.deepcopy(self.optimizer_cfg), fused=False)
+        return super().__call__(model)
 
     def add_params(self, params: List[dict], module: nn.Module, **kwargs) -> None:
         backbone = getattr(module, 'backbone', None)

@@ -12,7 +12,7 @@ import re
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.utils.checkpoint as cp
+from mmlk.models.utils.activation_checkpoint import checkpointed
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
@@ -101,9 +101,7 @@ class ConvNeXtBlock(BaseModule):
         return self.drop_path(y.permute(0, 3, 1, 2))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.with_cp and x.requires_grad:
-            return x + cp.checkpoint(self._residual, x, use_reentrant=False)
-        return x + self._residual(x)
+        return x + checkpointed(self._residual, x, self.with_cp)
 
 
 class ConvNeXtSkeleton(LargeKernelBackbone):

@@ -25,7 +25,7 @@ serves stage s + 1's first block, so it trains while stage s + 1 does.
 import re
 from typing import Dict, Hashable, List, Optional, Sequence, Tuple, Union
 
-import torch.utils.checkpoint as cp
+from mmlk.models.utils.activation_checkpoint import checkpointed
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
@@ -130,10 +130,7 @@ class KWBasicBlock(BaseModule):
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(self._residual, x, use_reentrant=False)
-        else:
-            out = self._residual(x)
+        out = checkpointed(self._residual, x, self.with_cp)
         return self.relu(identity + self.drop_path(out))
 
 
@@ -399,10 +396,7 @@ class KWInvertedResidual(BaseModule):
         self.with_cp = with_cp
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(self.conv, x, use_reentrant=False)
-        else:
-            out = self.conv(x)
+        out = checkpointed(self.conv, x, self.with_cp)
         return x + out if self.use_res_connect else out
 
 

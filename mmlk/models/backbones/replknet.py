@@ -13,7 +13,7 @@ run on channels-last data (7-10x faster on CPU, benchmarks/bench_replknet.py).
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-import torch.utils.checkpoint as cp
+from mmlk.models.utils.activation_checkpoint import checkpointed
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
@@ -28,14 +28,6 @@ from .base import LargeKernelBackbone, require_upstream_value
 from .convnext_skeleton import resolve_arch
 
 __all__ = ['RepLKBlock', 'ConvFFN', 'RepLKNetStage', 'RepLKNet']
-
-
-def _checkpointed(module: nn.Module, x: Tensor, with_cp: bool) -> Tensor:
-    # Recomputation only pays off when a backward pass will come; in eval or under tracing
-    # (ONNX export) the official unconditional checkpointing only costs time or breaks export.
-    if with_cp and x.requires_grad:
-        return cp.checkpoint(module, x, use_reentrant=False)
-    return module(x)
 
 
 class RepLKBlock(BaseModule):
@@ -145,7 +137,7 @@ class RepLKNetStage(BaseModule):
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self.blocks:
-            x = _checkpointed(block, x, self.with_cp)
+            x = checkpointed(block, x, self.with_cp)
         return x
 
 
@@ -330,7 +322,7 @@ class RepLKNet(LargeKernelBackbone):
         # operand, so converting only at the large kernels would copy twice in every block.
         x = self.stem[0](to_depthwise_layout(x))
         for layer in self.stem[1:]:
-            x = _checkpointed(layer, x, self.with_cp)
+            x = checkpointed(layer, x, self.with_cp)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)

@@ -5,7 +5,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
+from mmlk.models.utils.activation_checkpoint import checkpointed
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
@@ -132,9 +132,7 @@ class ShiftWiseBlock(BaseModule):
         return self.drop_path(self.gamma.view(1, -1, 1, 1) * y)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.with_cp and x.requires_grad:
-            return x + cp.checkpoint(self._residual, x, use_reentrant=False)
-        return x + self._residual(x)
+        return x + checkpointed(self._residual, x, self.with_cp)
 
 
 @MODELS.register_module()

@@ -49,6 +49,9 @@ ALLOWED_GLOBALS: Dict[str, str] = {
         'numpy scalars (numpy < 2): logged values in meta (message hub runtime info, metrics)',
     'numpy._core.multiarray.scalar':
         'numpy scalars (numpy >= 2): logged values in meta (message hub runtime info, metrics)',
+    '_codecs.encode':
+        "numpy arrays' raw bytes in protocol-2 pickles (torch.save's default): "
+        "_codecs.encode(text, 'latin1'); torch >= 2.4's own unpickler allows it too",
     'argparse.Namespace':
         "official SLaK/RepLKNet/ConvNeXt/KernelWarehouse training files: checkpoint['args']",
 }
