@@ -1,0 +1,114 @@
+"""The paths an OpenMMLab user takes with an mmlk checkpoint, each in a fresh process that
+never imports mmlk by hand, with no PYTHONPATH and no torch.load override (the test process
+has none: tests/test_safe_loading.py):
+the task inferencers, the ``init_*`` APIs and the upstream ``tools/test.py`` of mmseg, mmdet
+and mmpretrain load a checkpoint written by mmlk's training (README "Get started")."""
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+from conftest import (CONFIGS, TINY_BACKBONE, TINY_DIMS, run_tool, tiny_imagenet_body,
+                      tiny_seg_config, tiny_voc_config, write_config)
+
+SITE = sysconfig.get_paths()['purelib']
+
+
+def user_process(script: str, cwd, *args) -> str:
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    proc = subprocess.run([sys.executable, *([] if script.endswith('.py') else ['-c']), script,
+                           *args], cwd=str(cwd), env=dict(env, OMP_NUM_THREADS='1'),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f'{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}'
+    return proc.stdout + proc.stderr
+
+
+def trained(tmp_path, cfg: str) -> str:
+    work = tmp_path / 'work'
+    run_tool('tools/train.py', cfg, '--work-dir', str(work))
+    with open(work / 'last_checkpoint') as f:
+        return f.read().strip()
+
+
+@pytest.fixture(scope='module')
+def seg(tmp_path_factory, demo_data):
+    tmp = tmp_path_factory.mktemp('seg')
+    cfg = tiny_seg_config(tmp, demo_data['ade20k'])
+    image = sorted(glob.glob(osp.join(demo_data['ade20k'], 'images', 'validation', '*.jpg')))[0]
+    return cfg, trained(tmp, cfg), image
+
+
+@pytest.fixture(scope='module')
+def det(tmp_path_factory, demo_data):
+    tmp = tmp_path_factory.mktemp('det')
+    cfg = tiny_voc_config(tmp, demo_data['voc'])
+    image = sorted(glob.glob(osp.join(demo_data['voc'], 'VOC2007', 'JPEGImages', '*.jpg')))[0]
+    return cfg, trained(tmp, cfg), image
+
+
+@pytest.fixture(scope='module')
+def cls(tmp_path_factory, demo_data):
+    tmp = tmp_path_factory.mktemp('cls')
+    model = f'model = dict({TINY_BACKBONE}, head=dict(in_channels={TINY_DIMS[-1]}))\n'
+    cfg = write_config(tmp, f'{CONFIGS}/slak_t_in1k.py',
+                       tiny_imagenet_body(demo_data['imagenet']) + model)
+    image = sorted(glob.glob(osp.join(demo_data['imagenet'], 'val', '*', '*.JPEG')))[0]
+    return cfg, trained(tmp, cfg), image
+
+
+def test_mmseg_inferencer_init_model_and_test_script(seg, tmp_path):
+    cfg, ckpt, image = seg
+    out = user_process(f'''
+import numpy as np
+from mmseg.apis import MMSegInferencer, inference_model, init_model
+inferencer = MMSegInferencer(model={cfg!r}, weights={ckpt!r}, device='cpu')
+result = inferencer({image!r}, out_dir={str(tmp_path / 'vis')!r})
+print('INFERENCER', np.asarray(result['predictions']).shape)
+model = init_model({cfg!r}, {ckpt!r}, device='cpu')
+sample = inference_model(model, {image!r})
+print('INIT_MODEL', tuple(sample.pred_sem_seg.data.shape), type(model.backbone).__name__)
+''', tmp_path)
+    assert 'INFERENCER (64, 64)' in out and 'INIT_MODEL (1, 64, 64) SLaK' in out
+    assert glob.glob(str(tmp_path / 'vis' / 'vis' / '*.jpg'))  # the picture of the result
+    out = user_process(osp.join(SITE, 'mmseg', '.mim', 'tools', 'test.py'), tmp_path, cfg, ckpt,
+                       '--work-dir', str(tmp_path / 'test'))
+    assert 'mIoU' in out
+
+
+def test_mmdet_inferencer_init_detector_and_test_script(det, tmp_path):
+    cfg, ckpt, image = det
+    out = user_process(f'''
+from mmdet.apis import DetInferencer, inference_detector, init_detector
+inferencer = DetInferencer(model={cfg!r}, weights={ckpt!r}, device='cpu')
+result = inferencer({image!r}, out_dir={str(tmp_path / 'vis')!r})
+print('INFERENCER', sorted(result['predictions'][0]))
+model = init_detector({cfg!r}, {ckpt!r}, device='cpu')
+sample = inference_detector(model, {image!r})
+print('INIT_DETECTOR', sample.pred_instances.bboxes.shape[-1], type(model.backbone).__name__)
+''', tmp_path)
+    assert "INFERENCER ['bboxes', 'labels', 'scores']" in out
+    assert 'INIT_DETECTOR 4 SLaK' in out
+    assert glob.glob(str(tmp_path / 'vis' / 'vis' / '*.jpg'))
+    out = user_process(osp.join(SITE, 'mmdet', '.mim', 'tools', 'test.py'), tmp_path, cfg, ckpt,
+                       '--work-dir', str(tmp_path / 'test'))
+    assert 'pascal_voc/mAP' in out
+
+
+def test_mmpretrain_inferencer_get_model_and_test_script(cls, tmp_path):
+    cfg, ckpt, image = cls
+    out = user_process(f'''
+from mmpretrain import ImageClassificationInferencer, get_model
+inferencer = ImageClassificationInferencer(model={cfg!r}, pretrained={ckpt!r}, device='cpu')
+result = inferencer({image!r})[0]
+print('INFERENCER', len(result['pred_scores']), 0 <= result['pred_label'] < 1000)
+model = get_model({cfg!r}, pretrained={ckpt!r}, device='cpu')
+print('GET_MODEL', type(model.backbone).__name__)
+''', tmp_path)
+    assert 'INFERENCER 1000 True' in out and 'GET_MODEL SLaK' in out
+    out = user_process(osp.join(SITE, 'mmpretrain', '.mim', 'tools', 'test.py'), tmp_path, cfg,
+                       ckpt, '--work-dir', str(tmp_path / 'test'))
+    assert 'accuracy/top1' in out
