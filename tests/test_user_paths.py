@@ -112,3 +112,30 @@ print('GET_MODEL', type(model.backbone).__name__)
     out = user_process(osp.join(SITE, 'mmpretrain', '.mim', 'tools', 'test.py'), tmp_path, cfg,
                        ckpt, '--work-dir', str(tmp_path / 'test'))
     assert 'accuracy/top1' in out
+
+
+def test_upstream_train_scripts_train_an_amp_recipe_on_a_cpu(tmp_path, demo_data):
+    """mmlk's recipes use AmpOptimWrapper (GPU only); one documented override makes mmseg's
+    own tools/train.py train them on a CPU, where ``optim_wrapper.type=OptimWrapper`` fails
+    on the recipe's loss_scale."""
+    from test_mim import user_config
+    cfg = user_config(tmp_path, demo_data['ade20k'])
+    text = open(cfg).read()
+    start = text.index('optim_wrapper = dict(_delete_=True')
+    end = text.index('train_cfg = ')
+    open(cfg, 'w').write(text[:start] + text[end:])  # the recipe's AmpOptimWrapper stays
+    train = osp.join(SITE, 'mmseg', '.mim', 'tools', 'train.py')
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+
+    def mmseg_train(work, *options):
+        return subprocess.run([sys.executable, train, cfg, '--work-dir', str(work),
+                               *(['--cfg-options', *options] if options else [])],
+                              cwd=str(tmp_path), env=dict(env, OMP_NUM_THREADS='1'),
+                              capture_output=True, text=True, timeout=600)
+
+    plain = mmseg_train(tmp_path / 'plain', 'optim_wrapper.type=OptimWrapper')
+    assert plain.returncode != 0 and 'loss_scale' in plain.stderr
+    proc = mmseg_train(tmp_path / 'cpu', 'optim_wrapper.type=mmlk.AmpOptimWrapperWithCPUFallback')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'trains in fp32 with OptimWrapper (ignoring loss_scale)' in proc.stdout + proc.stderr
+    assert osp.isfile(tmp_path / 'cpu' / 'iter_2.pth')

@@ -1,3 +1,4 @@
+from .amp_fallback import AmpOptimWrapperWithCPUFallback
 from .layer_decay import LayerDecayOptimWrapperConstructor
 
-__all__ = ['LayerDecayOptimWrapperConstructor']
+__all__ = ['AmpOptimWrapperWithCPUFallback', 'LayerDecayOptimWrapperConstructor']
