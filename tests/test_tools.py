@@ -133,3 +133,21 @@ default_hooks = dict(logger=dict(interval=1))
     for tag in ('sparsity', 'prune_rate', 'num_pruned', 'num_grown', 'kw_temperature'):
         assert f'`{tag}`' in readme
     assert '`train/sparsity`' not in readme
+
+
+@pytest.mark.parametrize('tool', ['tools/analysis/complexity.py', 'tools/reparameterize.py',
+                                  'tools/deployment/export_onnx.py', 'tools/check_dataset.py',
+                                  'tools/test.py', 'tools/train.py', 'tools/analysis/erf.py'])
+def test_every_tool_reads_package_configs_the_same_way(tool, tmp_path):
+    """One config reader (mmlk.utils.read_config): ``mmlk::...`` reaches every tool, and a
+    config that does not exist is one line naming it and what is accepted."""
+    extra = {'tools/reparameterize.py': ['x.pth', 'y.pth'], 'tools/test.py': ['x.pth'],
+             'tools/deployment/export_onnx.py': ['x.pth', 'y.onnx'],
+             'tools/analysis/erf.py': ['--checkpoint', 'x.pth']}.get(tool, [])
+    proc = run_tool(osp.join(osp.dirname(CONFIGS), tool), 'mmlk::replknet/no_such_config.py',
+                    *extra, cwd=str(tmp_path),
+                    check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: config 'mmlk::replknet/no_such_config.py' not found"), proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr

@@ -16,16 +16,16 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mmlk.utils import setup_torch_load  # noqa: E402
+from mmlk.utils import setup_torch_load, user_errors_as_messages  # noqa: E402
 
 setup_torch_load()
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 from mmlk.datasets.checks import (DataSampleError, DatasetReport,  # noqa: E402
                                   build_dataset_with_reports, scan_dataset)
-from mmlk.utils import DatasetNotFoundError, check_dataset_paths  # noqa: E402
+from mmlk.utils import DatasetNotFoundError, check_dataset_paths, read_config  # noqa: E402
 from mmlk.utils.runtime import leaf_datasets  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--no-progress', action='store_true')
     args = parser.parse_args()
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
@@ -71,4 +71,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    with user_errors_as_messages():  # a missing config or checkpoint: one line
+        main()

@@ -18,12 +18,13 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mmlk.utils import add_trust_argument, apply_trust, setup_torch_load  # noqa: E402
+from mmlk.utils import (add_trust_argument, apply_trust, read_config,  # noqa: E402
+                        setup_torch_load, user_errors_as_messages)
 
 setup_torch_load()
 
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 from mmlk.models.utils import atomic_write_bytes, save_checkpoint_file  # noqa: E402
 from mmlk.utils.converter_cli import check_output_format  # noqa: E402
@@ -77,7 +78,7 @@ def check_outputs(args: argparse.Namespace) -> str:
 def main() -> None:
     args = parse_args()
     out_config = check_outputs(args)
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     apply_trust(args, cfg)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -119,4 +120,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    with user_errors_as_messages():  # a missing config or checkpoint: one line
+        main()

@@ -105,7 +105,8 @@ def _to_json(value):
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args)
+    with user_errors_as_messages():
+        cfg = load_config(args)
     scope = cfg.get('default_scope', 'mmengine')
     # A config's own load_from (e.g. the deploy config of tools/reparameterize.py) is used
     # when no checkpoint is given on the command line.

@@ -12,7 +12,7 @@ from mmlk.datasets.checks import leaf_datasets
 
 __all__ = [
     'DatasetNotFoundError', 'add_runner_args', 'check_dataset_paths', 'init_weights_quietly',
-    'install_safety_hooks', 'load_config', 'prepare_optim_wrapper_for_device',
+    'install_safety_hooks', 'load_config', 'prepare_optim_wrapper_for_device', 'read_config',
     'resolve_resume_checkpoint', 'setup_torch_load', 'use_seed_of_checkpoint',
     'user_errors_as_messages', 'work_dir_lock', 'WorkDirBusyError', 'add_trust_argument',
     'apply_trust'
@@ -36,10 +36,28 @@ def add_runner_args(parser) -> None:
     add_trust_argument(parser)
 
 
+def read_config(path: str) -> Config:
+    """The one config reader of every tool: a file, or an installed package's config written
+    ``package::family/name.py`` (``mmlk::replknet/...``, ``mmpretrain::convnext/...``) through
+    mmengine's hub, which finds it via the package's ``.mim`` model index or config folder."""
+    if '::' in path and not osp.exists(path):
+        from mmengine.hub import get_config
+        try:
+            return get_config(path)
+        except (FileNotFoundError, ValueError, ModuleNotFoundError) as err:
+            raise FileNotFoundError(f'config {path!r} not found ({err}); accepted: a config '
+                                    'file, or package::path/in/its/configs.py') from None
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config {path!r} not found; accepted: a config file, or '
+                                'package::path/in/its/configs.py (e.g. '
+                                'mmlk::slak/upernet_slak-t_4xb4-160k_ade20k-512x512.py)')
+    return Config.fromfile(path)
+
+
 def load_config(args) -> Config:
     """Read ``args.config`` and apply the shared arguments of :func:`add_runner_args`."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

@@ -19,11 +19,12 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmlk.utils import (add_trust_argument, apply_trust, init_weights_quietly,  # noqa: E402
-                        setup_torch_load, sparse_complexity)
+                        read_config, setup_torch_load, sparse_complexity,
+                        user_errors_as_messages)
 
 setup_torch_load()
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 from mmlk.utils.deploy import build_model_for_weights, load_weights_strictly  # noqa: E402
 
@@ -41,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.json:  # before the computation, so a bad path fails at once
         os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     apply_trust(args, cfg)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -77,4 +78,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    with user_errors_as_messages():  # a missing config or checkpoint: one line
+        main()

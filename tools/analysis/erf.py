@@ -23,7 +23,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmlk.utils import (add_trust_argument, apply_trust, init_weights_quietly,  # noqa: E402
-                        setup_torch_load)
+                        read_config, setup_torch_load, user_errors_as_messages)
 
 setup_torch_load()
 
@@ -78,13 +78,6 @@ def set_layer_scale(backbone: torch.nn.Module, value: float) -> int:
         for p in scales:
             p.fill_(value)
     return len(scales)
-
-
-def load_config(path: str) -> Config:
-    if '::' in path:  # e.g. mmpretrain::convnext/convnext-tiny_32xb128_in1k.py
-        from mmengine.hub import get_config
-        return get_config(path)
-    return Config.fromfile(path)
 
 
 def build_backbone(cfg: Config, checkpoint: str = None) -> torch.nn.Module:
@@ -148,7 +141,7 @@ def save_heatmap(erf: np.ndarray, path: str, title: str) -> None:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config)
+    cfg = read_config(args.config)
     apply_trust(args, cfg)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -182,4 +175,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    with user_errors_as_messages():  # a missing config or checkpoint: one line
+        main()

@@ -25,12 +25,13 @@ import tempfile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmlk.utils import add_trust_argument, apply_trust, setup_torch_load  # noqa: E402
+from mmlk.utils import (add_trust_argument, apply_trust, read_config,  # noqa: E402
+                        setup_torch_load, user_errors_as_messages)
 
 setup_torch_load()
 
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 from torch import nn  # noqa: E402
 
 from mmlk.compat import DEFAULT_ONNX_OPSET, onnx_export  # noqa: E402
@@ -102,7 +103,7 @@ def main() -> None:
     except ImportError:
         raise SystemExit('error: onnxruntime is not installed: pip install -r '
                          'requirements/deploy.txt (onnx, onnxruntime, onnxscript)') from None
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     apply_trust(args, cfg)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -165,4 +166,5 @@ def export_and_check(wrapper, x, path: str, names, reference, opset: int):
 
 
 if __name__ == '__main__':
-    main()
+    with user_errors_as_messages():  # a missing config or checkpoint: one line
+        main()
