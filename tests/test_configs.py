@@ -62,10 +62,11 @@ def seg_batch(size=64):
                         for _ in range(2)], data_samples=samples)
 
 
-def cls_batch():
+def cls_batch(num_classes: int):
     from mmpretrain.structures import DataSample
     return dict(inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8) for _ in range(2)],
-                data_samples=[DataSample().set_gt_label(3), DataSample().set_gt_label(7)])
+                data_samples=[DataSample().set_gt_label(3 % num_classes),
+                              DataSample().set_gt_label(7 % num_classes)])
 
 
 @pytest.mark.parametrize('config', ALIASES)
@@ -98,7 +99,7 @@ def test_config_builds_and_trains_one_step(config):
         from mmpretrain.registry import MODELS
         # as Runner.from_cfg does: mmpretrain configs keep the preprocessor at top level
         cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-        batch = cls_batch()
+        batch = cls_batch(cfg.model.head.num_classes)
     assert cfg.model.backbone.type in ('mmlk.SLaK', 'mmlk.RepLKNet', 'mmlk.ShiftWiseConvNeXt',
                                        'mmlk.ShiftWiseNet', 'mmlk.KWResNet', 'mmlk.KWMobileNetV2',
                                        'mmlk.KWConvNeXt')

@@ -1,5 +1,6 @@
 """tools/train.py and tools/test.py end to end on the embedded data (tiny models, CPU)."""
 import glob
+import os
 import json
 import os.path as osp
 
@@ -151,3 +152,26 @@ def test_every_tool_reads_package_configs_the_same_way(tool, tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith(
         "error: config 'mmlk::replknet/no_such_config.py' not found"), proc.stderr[-2000:]
     assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.parametrize('config,metric,logged', [
+    ('faster_rcnn_slak_t_voc0712_demo.py', 'pascal_voc/mAP', None),
+    ('mask_rcnn_slak_t_coco_demo.py', 'coco/segm_mAP', None),
+    ('slak_t_in1k_sparse_demo.py', 'accuracy/top1', 'sparsity'),
+    ('kw1x_resnet18_in1k_demo.py', 'accuracy/top1', 'kw_temperature'),
+])
+def test_demo_configs_of_every_task_train_and_evaluate(config, metric, logged, tmp_path,
+                                                       demo_data):
+    """configs/demo/ has a working short-schedule, small-data example per task: each trains
+    (full-size model, one epoch of the embedded data) and evaluates, unchanged but for the
+    epoch count, from a folder whose data/demo holds the embedded datasets."""
+    (tmp_path / 'data').mkdir()
+    os.symlink(osp.dirname(demo_data['imagenet']), tmp_path / 'data' / 'demo')
+    proc = run_tool(osp.join(CONFIGS, '..', 'tools', 'train.py'), osp.join(CONFIGS, 'demo', config),
+                    '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                    'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', cwd=str(tmp_path))
+    log = proc.stdout + proc.stderr
+    assert metric in log, log[-3000:]
+    assert osp.isfile(tmp_path / 'work' / 'epoch_1.pth')
+    if logged:
+        assert f'{logged}: ' in log
