@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: build the environment if missing, write the embedded ADE20K-format data, train
 # configs/upernet_slak_t_ade20k.py (demo overrides: configs/demo/) through tools/train.py on the
-# CPU, and evaluate the model before and after training.
+# CPU, evaluate the model before and after training, and write a picture of one validation
+# image with its ground truth and the trained model's prediction.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -26,3 +27,8 @@ print(f'  mIoU after  training: {after:6.2f}')
 if after < before + 10:
     sys.exit('the model did not learn: mIoU rose by less than 10 points')
 PY
+# one validation image: image | ground truth | prediction
+IMAGE=$(ls data/demo/ade/ADEChallengeData2016/images/validation/*.jpg | head -n 1)
+LABEL=data/demo/ade/ADEChallengeData2016/annotations/validation/$(basename "${IMAGE%.jpg}").png
+"$PY" tools/analysis/show_segmentation.py "$CONFIG" "$WORK/iter_300.pth" "$IMAGE" --gt "$LABEL" \
+    --out "$WORK/prediction.png"

@@ -12,7 +12,7 @@ import sysconfig
 
 import pytest
 
-from conftest import (CONFIGS, TINY_BACKBONE, TINY_DIMS, run_tool, tiny_imagenet_body,
+from conftest import (CONFIGS, REPO, TINY_BACKBONE, TINY_DIMS, run_tool, tiny_imagenet_body,
                       tiny_seg_config, tiny_voc_config, write_config)
 
 SITE = sysconfig.get_paths()['purelib']
@@ -139,3 +139,26 @@ def test_upstream_train_scripts_train_an_amp_recipe_on_a_cpu(tmp_path, demo_data
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'trains in fp32 with OptimWrapper (ignoring loss_scale)' in proc.stdout + proc.stderr
     assert osp.isfile(tmp_path / 'cpu' / 'iter_2.pth')
+
+
+def test_show_segmentation_writes_image_ground_truth_and_prediction(seg, tmp_path):
+    """``make demo`` ends with this picture (scripts/demo.sh)."""
+    import numpy as np
+    from PIL import Image
+    cfg, ckpt, image = seg
+    label = image.replace('images', 'annotations').replace('.jpg', '.png')
+    out = tmp_path / 'pred.png'
+    proc = run_tool(osp.join(REPO, 'tools', 'analysis', 'show_segmentation.py'), cfg, ckpt, image,
+                    '--gt', label, '--out', str(out))
+    assert f'wrote {out} (image | ground truth | prediction)' in proc.stdout
+    picture = np.asarray(Image.open(out))
+    source = np.asarray(Image.open(image).convert('RGB'))
+    height, width = source.shape[:2]
+    assert picture.shape == (height, 3 * width + 8, 3)
+    np.testing.assert_array_equal(picture[:, :width], source)
+    from mmseg.datasets import ADE20KDataset
+    palette = np.asarray(ADE20KDataset.METAINFO['palette'], np.uint8)
+    labels = np.asarray(Image.open(label)).astype(np.int64)
+    truth = picture[:, width + 4:2 * width + 4]
+    assert (truth[labels == 0] == 0).all()  # "other": not scored, black
+    np.testing.assert_array_equal(truth[labels > 0], palette[labels[labels > 0] - 1])
