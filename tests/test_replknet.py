@@ -12,7 +12,6 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmlk.models.backbones import RepLKNet
-from mmlk.models.backbones import replknet as replknet_module
 from mmlk.models.utils import CheckpointMismatchError, convert_to_mmlk
 from mmlk.ops import ReparamLargeKernelConv
 from conftest import REPO, run_tool
@@ -251,8 +250,9 @@ def test_with_cp_matches_and_only_checkpoints_when_grads_are_needed():
     x = torch.randn(2, 3, 64, 64)
     sum(o.sum() for o in ref(x)).backward()
     calls = []
-    real = replknet_module.cp.checkpoint
-    with mock.patch.object(replknet_module.cp, 'checkpoint',
+    from mmlk.models.utils import activation_checkpoint
+    real = activation_checkpoint.cp.checkpoint
+    with mock.patch.object(activation_checkpoint.cp, 'checkpoint',
                            side_effect=lambda *a, **k: calls.append(1) or real(*a, **k)):
         sum(o.sum() for o in ckpt(x)).backward()
         assert len(calls) == 3 + 2 * sum(TINY['layers'])  # stem[1:] and every block
