@@ -175,3 +175,6 @@ def test_demo_configs_of_every_task_train_and_evaluate(config, metric, logged, t
     assert osp.isfile(tmp_path / 'work' / 'epoch_1.pth')
     if logged:
         assert f'{logged}: ' in log
+    # no warning a user cannot act on (mmlk/quiet.py, AtomicCheckpointHook, SparseTrainingHook)
+    noise = [line for line in log.splitlines() if 'Warning' in line or ' - WARNING - ' in line]
+    assert not noise, noise

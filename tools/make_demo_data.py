@@ -10,6 +10,9 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+from mmlk.quiet import silence_pinned_stack_warnings  # noqa: E402
+
+silence_pinned_stack_warnings()  # before mmengine is imported
 
 from mmlk.datasets import DEMO_SUBDIRS, DEMO_WRITERS  # noqa: E402
 

@@ -8,6 +8,9 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+from mmlk.quiet import silence_pinned_stack_warnings  # noqa: E402
+
+silence_pinned_stack_warnings()  # before mmengine is imported
 
 from mmlk.utils import (add_runner_args,  # noqa: E402
                         check_dataset_paths, install_safety_hooks, load_config,

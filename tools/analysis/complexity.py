@@ -17,6 +17,9 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmlk.quiet import silence_pinned_stack_warnings  # noqa: E402
+
+silence_pinned_stack_warnings()  # before mmengine is imported
 
 from mmlk.utils import (add_trust_argument, apply_trust, init_weights_quietly,  # noqa: E402
                         read_config, setup_torch_load, sparse_complexity,

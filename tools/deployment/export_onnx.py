@@ -24,6 +24,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmlk.quiet import silence_pinned_stack_warnings  # noqa: E402
+
+silence_pinned_stack_warnings()  # before mmengine is imported
 
 from mmlk.utils import (add_trust_argument, apply_trust, read_config,  # noqa: E402
                         setup_torch_load, user_errors_as_messages)

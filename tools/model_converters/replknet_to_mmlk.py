@@ -20,6 +20,9 @@ import re
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmlk.quiet import silence_pinned_stack_warnings  # noqa: E402
+
+silence_pinned_stack_warnings()  # before mmengine is imported
 
 from mmlk.models.backbones import RepLKNet  # noqa: E402
 from mmlk.utils.converter_cli import (add_arch_argument, converter_parser,  # noqa: E402

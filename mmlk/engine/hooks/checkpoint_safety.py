@@ -6,6 +6,7 @@ warning, an official ``{'model': ...}`` file loads nothing. And its ``Checkpoint
 ``iter_N.pth`` in place, so a crash during the save leaves a truncated file under a checkpoint
 name. The two hooks here close both holes; mmlk's tools install them in every config.
 """
+import logging
 import os.path as osp
 import re
 from typing import Callable, List, Optional, Sequence, Tuple, Union
@@ -13,6 +14,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 from mmengine.dist import is_main_process
 from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
+from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 
 from mmlk.models.utils.checkpoint import (CheckpointMismatchError, atomic_write_bytes,
@@ -56,6 +58,17 @@ class _DeferredRemovals:
         self.pending.append(('rmtree', str(dir_path)))
 
 
+class _DropMessages(logging.Filter):
+    """Drops log records whose message starts with one of ``prefixes``."""
+
+    def __init__(self, *prefixes: str) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefixes)
+
+
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` (same arguments, same files) whose checkpoints, best
@@ -70,13 +83,23 @@ class AtomicCheckpointHook(CheckpointHook):
     never leaves the work dir without a complete checkpoint. (A kill right after the new file
     landed can leave one old file more than ``max_keep_ckpts``; never one less.)
     """
+    _quiet = _DropMessages('"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
 
     def before_train(self, runner) -> None:
         out_dir = self.out_dir if self.out_dir is not None else runner.work_dir
         if (self.backend_args is None and self.file_client_args is None
                 and '://' not in str(out_dir)):
             self.backend_args = dict(backend=ATOMIC_BACKEND)
+        # mmengine 0.10's CheckpointHook and save_checkpoint build a FileClient they never use
+        # when file_client_args is None (kept "until MMEngine 1.0"), which logs deprecation
+        # warnings no user can act on; with file_client_args given they stay (the user's then).
+        if self.file_client_args is None:
+            runner.logger.addFilter(self._quiet)
         super().before_train(runner)
+
+    def after_run(self, runner) -> None:
+        runner.logger.removeFilter(self._quiet)
+        super().after_run(runner)
 
     def _removing_after(self, save: Callable[[], None]) -> None:
         """Run mmengine's ``save`` with its file removals deferred until it has returned: if

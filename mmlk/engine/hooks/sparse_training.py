@@ -1,5 +1,6 @@
 """Dynamic sparse training (SLaK, ICLR 2023) as an mmengine hook, for any model."""
 import copy
+import logging
 import math
 import re
 from collections import defaultdict
@@ -17,6 +18,20 @@ from ..sparsity import SparseEngine, check_sparse_options, select_sparse_targets
 __all__ = ['SparseTrainingHook']
 
 CHECKPOINT_KEY = 'sparse_training'
+
+
+def _loads_weights(runner) -> bool:
+    """Whether this run starts from loaded weights: ``load_from``, or a ``Pretrained``
+    ``init_cfg`` anywhere in the model."""
+    if runner.cfg.get('load_from'):
+        return True
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    for module in model.modules():
+        init_cfg = getattr(module, 'init_cfg', None)
+        for cfg in init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]:
+            if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+                return True
+    return False
 
 
 @HOOKS.register_module()
@@ -140,8 +155,11 @@ class SparseTrainingHook(Hook):
             # Downstream configs freeze the zero pattern of sparse ImageNet weights; trained
             # from scratch or from dense weights there is no pattern (a random init has only
             # the odd exact zero), and training is dense.
-            runner.logger.warning('SparseTrainingHook(frozen=True): the initial weights are '
-                                  'dense (no sparse checkpoint loaded); training dense.')
+            # A warning only where weights were loaded (they were expected to be sparse); a
+            # run from scratch (the demos) trains dense as intended: one info line.
+            level = logging.WARNING if _loads_weights(runner) else logging.INFO
+            runner.logger.log(level, 'SparseTrainingHook(frozen=True): the initial weights are '
+                                     'dense (no sparse checkpoint loaded); training dense.')
             self.engine = None
             return
         else:
