@@ -14,7 +14,6 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 from mmengine.dist import is_main_process
 from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 
 from mmlk.models.utils.checkpoint import (CheckpointMismatchError, atomic_write_bytes,
