@@ -103,18 +103,18 @@ def run(size: int = 512, repeats: int = 5):
         name = f'stage {STAGES.index((channels, stride, long_side))} (M={long_side})'
         results += [
             Result(name, shape, "equ-SLaK (k=5) vs SLaK's branches", times['equ'], times['slak'],
-                   0.67),
-            Result(name, shape, "k=3 tiles vs SLaK's branches", times['k3'], times['slak'], 0.67),
+                   0.67, gpu_target=True),
+            Result(name, shape, "k=3 tiles vs SLaK's branches", times['k3'], times['slak'], 0.67, gpu_target=True),
             Result(name, shape, 'k=3 tiles: dense vs shift-add execution', times['k3'],
                    times['k3_shift_add']),
             Result(name, shape, "CVPR op training form vs SLaK's branches (eval)",
-                   times['cvpr_train'], times['slak'], 0.67),
+                   times['cvpr_train'], times['slak'], 0.67, gpu_target=True),
             Result(name, shape, "CVPR op vs SLaK's branches, forward+backward (train)",
-                   times['cvpr_step'], times['slak_step'], 0.67),
+                   times['cvpr_step'], times['slak_step'], 0.67, gpu_target=True),
             Result(name, shape, 'shift-add only: skewed view vs slice loop (k=3)', times['view'],
                    times['loop']),
             Result(name, shape, "CVPR op deploy (k=3 tiles merged to dense strips) vs SLaK "
-                   "deploy", times['cvpr_deploy'], times['slak_deploy'], 0.67),
+                   "deploy", times['cvpr_deploy'], times['slak_deploy'], 0.67, gpu_target=True),
         ]
     # whole backbones, deploy form (what inference runs), as the issue asks: SW-T vs SLaK-T
     from mmlk.models.backbones import SLaK, ShiftWiseNet

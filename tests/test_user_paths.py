@@ -162,3 +162,32 @@ def test_show_segmentation_writes_image_ground_truth_and_prediction(seg, tmp_pat
     truth = picture[:, width + 4:2 * width + 4]
     assert (truth[labels == 0] == 0).all()  # "other": not scored, black
     np.testing.assert_array_equal(truth[labels > 0], palette[labels[labels > 0] - 1])
+
+
+def guide_scripts() -> dict:
+    """docs/get_started.md's inference snippets (they start with ``config = ...``), by the
+    inferencer they use."""
+    import re
+    text = open(osp.join(REPO, 'docs', 'get_started.md')).read()
+    scripts = [m.group(1) for m in re.finditer(r'```python\n(.*?)```', text, re.S)
+               if m.group(1).startswith('config = ')]
+    return {name: s for s in scripts for name in ('MMSegInferencer', 'DetInferencer',
+                                                  'ImageClassificationInferencer') if name in s}
+
+
+@pytest.mark.parametrize('inferencer,fixture', [('MMSegInferencer', 'seg'),
+                                                ('DetInferencer', 'det'),
+                                                ('ImageClassificationInferencer', 'cls')])
+def test_get_started_inference_snippets_run(inferencer, fixture, tmp_path, request):
+    """The guide's snippets, with its three paths pointed at a trained checkpoint and the
+    device at the CPU, run as written in a user's folder."""
+    cfg, ckpt, image = request.getfixturevalue(fixture)
+    script = guide_scripts()[inferencer]
+    lines = script.splitlines()
+    assert [line.split(' = ')[0] for line in lines[:3]] == ['config', 'checkpoint', 'image']
+    body = '\n'.join(lines[3:]).replace("device='cuda:0'", "device='cpu'")
+    out = user_process(f'config = {cfg!r}\ncheckpoint = {ckpt!r}\nimage = {image!r}\n' + body,
+                       tmp_path)
+    assert out.strip()
+    if inferencer != 'ImageClassificationInferencer':  # the picture of the result
+        assert glob.glob(str(tmp_path / 'outputs' / 'vis' / '*.jpg'))
