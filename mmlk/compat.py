@@ -85,13 +85,24 @@ HAS_DYNAMO_ONNX_EXPORT = _release(torch.__version__)[:2] >= (2, 5)
 DEFAULT_ONNX_OPSET = 18 if HAS_DYNAMO_ONNX_EXPORT else 17
 
 
-def onnx_export(model: torch.nn.Module, args: tuple, path: str, **kwargs) -> None:
+def onnx_export(model: torch.nn.Module, args: tuple, path: str, dynamic_hw: int = 0,
+                **kwargs) -> None:
     """``torch.onnx.export`` to one self-contained file: torch's dynamo exporter where it
     exists (torch >= 2.5, weights inside the file), the TorchScript exporter on older torch
-    (which writes one file below protobuf's 2 GB)."""
+    (which writes one file below protobuf's 2 GB). ``dynamic_hw=S`` exports the input's height
+    and width as free multiples of ``S`` (the network's total stride), the output sizes
+    following; 0 fixes them to the example input's."""
     if HAS_DYNAMO_ONNX_EXPORT:
+        if dynamic_hw:
+            from torch.export import Dim
+            blocks = (Dim('height_blocks', min=1, max=1024), Dim('width_blocks', min=1, max=1024))
+            kwargs['dynamic_shapes'] = ({2: dynamic_hw * blocks[0], 3: dynamic_hw * blocks[1]}, )
         torch.onnx.export(model, args, path, dynamo=True, external_data=False, **kwargs)
     else:
+        if dynamic_hw:
+            names = list(kwargs.get('input_names', [])) + list(kwargs.get('output_names', []))
+            kwargs['dynamic_axes'] = {name: {2: f'{name}_height', 3: f'{name}_width'}
+                                      for name in names}
         torch.onnx.export(model, args, path, **kwargs)
 
 

@@ -1,7 +1,7 @@
 """Export a trained mmlk model to ONNX, re-parameterised, and check it with onnxruntime.
 
     python tools/deployment/export_onnx.py CONFIG CHECKPOINT OUT.onnx \
-        [--part auto|backbone] [--shape 224 224] [--tol 1e-4]
+        [--part auto|backbone] [--shape 224 224] [--dynamic-hw] [--tol 1e-4]
 
 Builds the config's model, loads CHECKPOINT strictly (a training-form or a deploy
 checkpoint), switches reparameterisable backbones (SLaK, RepLKNet, shift-wise) to their deploy
@@ -12,9 +12,16 @@ form, and exports:
   the exporter cannot write);
 * ``--part backbone``: the backbone's output feature maps.
 
-The graph is then run by onnxruntime on the same random input as PyTorch and the largest
+The input size is fixed to ``--shape`` unless ``--dynamic-hw`` is given: then height and width
+are free multiples of 32 (the networks' total stride; outputs follow), and the check also
+runs at a second size. Backbones, detectors' necks and classifiers export this way; a graph
+that keeps the example's size somewhere (UperNet's pyramid pooling: adaptive pooling is
+written with fixed kernels) is refused at the second size and nothing is written. One self-contained ``.onnx`` file is written (weights inside); the tool
+prints its path.
+
+The graph is run by onnxruntime on the same random input as PyTorch and the largest
 difference is printed; above ``--tol`` (relative to the largest PyTorch output) the tool exits
-with an error. Needs ``onnx``, ``onnxruntime`` and ``onnxscript`` (torch 2.14's exporter):
+with an error and writes nothing. Needs ``onnx``, ``onnxruntime`` and ``onnxscript`` (torch 2.14's exporter):
 ``pip install -r requirements/deploy.txt`` (the environment ``make env`` builds has them).
 """
 import argparse
@@ -50,7 +57,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint')
     parser.add_argument('out', help='the .onnx file to write')
     parser.add_argument('--part', choices=['auto', 'backbone'], default='auto')
-    parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
+    parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'),
+                        help='the example input size; the exported size unless --dynamic-hw')
+    parser.add_argument('--dynamic-hw', action='store_true',
+                        help='export height and width as free multiples of 32 (checked at '
+                             '--shape and at a second size)')
     add_trust_argument(parser)
     parser.add_argument('--opset', type=int, default=DEFAULT_ONNX_OPSET,
                         help='ONNX opset (default: %(default)s, the newest this torch\'s '
@@ -59,6 +70,10 @@ def parse_args() -> argparse.Namespace:
                         help='largest accepted |onnxruntime - torch| / max |torch|')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args()
+
+
+# The networks' total stride: their input sizes are multiples of it (--dynamic-hw).
+STRIDE = 32
 
 
 class ExportedPart(nn.Module):
@@ -131,7 +146,8 @@ def main() -> None:
                                prefix=f'.{osp.basename(args.out)}.partial-{os.getpid()}-')
     os.close(fd)
     try:
-        worst, summary = export_and_check(wrapper, x, tmp, names, reference, args.opset)
+        worst, summary = export_and_check(wrapper, x, tmp, names, reference, args.opset,
+                                          STRIDE if args.dynamic_hw else 0, args.tol)
         if worst > args.tol:
             raise SystemExit(f'error: onnxruntime differs from PyTorch by {worst:.2e} > --tol '
                              f'{args.tol}; nothing written')
@@ -139,31 +155,57 @@ def main() -> None:
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
-    print(f'wrote {args.out} ({part}, input 1x3x{args.shape[0]}x{args.shape[1]}, {summary})')
+    size = ('1x3xHxW, H and W any multiples of 32' if args.dynamic_hw
+            else f'1x3x{args.shape[0]}x{args.shape[1]} fixed')
+    print(f'wrote {args.out} (one self-contained file; {part}, input {size}, {summary})')
 
 
-def export_and_check(wrapper, x, path: str, names, reference, opset: int):
-    """Export to ``path``, run it in onnxruntime; (worst relative error, node summary)."""
+def export_and_check(wrapper, x, path: str, names, reference, opset: int, dynamic_hw: int = 0,
+                     tol: float = 1e-4):
+    """Export to ``path``, run it in onnxruntime; (worst relative error, node summary). With
+    ``dynamic_hw`` the file is also checked at a second input size."""
     import onnxruntime
     # One self-contained file (weights inside, not in a .data file beside it that names the
     # temporary file): it is published by one rename. mmlk's largest model, RepLKNet-XL, is
     # well under protobuf's 2 GB.
-    onnx_export(wrapper, (x, ), path, input_names=['input'], output_names=names,
-                opset_version=opset, verbose=False)
+    try:
+        onnx_export(wrapper, (x, ), path, dynamic_hw=dynamic_hw, input_names=['input'],
+                    output_names=names, opset_version=opset, verbose=False)
+    except Exception as err:  # the exporter's own limits, e.g. torch 2.1 and adaptive pooling
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        hint = ('export without --dynamic-hw' if dynamic_hw else
+                'a newer torch exports more (2.5+: the dynamo exporter), or --part backbone')
+        raise SystemExit(f'error: torch {torch.__version__}\'s exporter cannot write this graph'
+                         f'{" with free height and width" if dynamic_hw else ""} ({first}); '
+                         f'{hint} (nothing written)') from None
     session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
-    outputs = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    if len(outputs) != len(reference):
-        raise SystemExit(f'error: onnxruntime returned {len(outputs)} outputs, PyTorch '
-                         f'{len(reference)}')
+    inputs = [(x, reference)]
+    if dynamic_hw:  # a second size: the graph must not have kept the example's
+        other = torch.randn(1, 3, x.shape[2] + dynamic_hw, x.shape[3] + 2 * dynamic_hw,
+                            generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            inputs.append((other, [t.numpy() for t in flatten(wrapper(other))]))
     worst = 0.0
-    for name, ours, theirs in zip(names, outputs, reference):
-        if ours.shape != theirs.shape:
-            raise SystemExit(f'error: {name}: onnxruntime shape {ours.shape} != PyTorch '
-                             f'{theirs.shape}')
-        error = float(abs(ours - theirs).max() / max(abs(theirs).max(), 1e-12))
-        worst = max(worst, error)
-        print(f'{name} {tuple(theirs.shape)}: max |onnxruntime - torch| / max |torch| = '
-              f'{error:.2e}')
+    for index, (example, expected) in enumerate(inputs):
+        outputs = session.run(None, {session.get_inputs()[0].name: example.numpy()})
+        if len(outputs) != len(expected):
+            raise SystemExit(f'error: onnxruntime returned {len(outputs)} outputs, PyTorch '
+                             f'{len(expected)}')
+        for name, ours, theirs in zip(names, outputs, expected):
+            if ours.shape != theirs.shape:
+                raise SystemExit(f'error: {name}: onnxruntime shape {ours.shape} != PyTorch '
+                                 f'{theirs.shape}')
+            error = float(abs(ours - theirs).max() / max(abs(theirs).max(), 1e-12))
+            worst = max(worst, error)
+            print(f'{name} {tuple(theirs.shape)}: max |onnxruntime - torch| / max |torch| = '
+                  f'{error:.2e}')
+        if index == 1 and worst > tol:
+            raise SystemExit(
+                f'error: exported with --dynamic-hw, the graph matches PyTorch at '
+                f'{tuple(x.shape[2:])} but not at {tuple(example.shape[2:])} ({worst:.2e} > '
+                f'--tol {tol}): part of it keeps the example\'s size (e.g. adaptive pooling, '
+                "as UperNet's pyramid pooling, is written with fixed kernels); export without "
+                '--dynamic-hw (nothing written)')
     nodes = __import__('onnx').load(path).graph.node
     return worst, f'{len(nodes)} nodes: {", ".join(sorted({n.op_type for n in nodes}))}'
 
