@@ -7,7 +7,8 @@ Each ``benchmarks/bench_*.py`` exposes ``run(**defaults) -> (results, notes)``; 
 is measured inside one process (ours and the baseline timed round-robin, median of repeats
 after warm-up) with the intra-op threads pinned, and the machine is printed with the table.
 ``--update-readme`` replaces the block between ``<!-- benchmarks:start -->`` and
-``<!-- benchmarks:end -->`` in README.md, so the README shows the latest run.
+``<!-- benchmarks:end -->`` in docs/benchmarks.md (linked from the README), so the docs show
+the latest run.
 """
 import argparse
 import datetime
@@ -60,10 +61,10 @@ def main() -> None:
         f.write(report + '\n')
     print(report)
     if args.update_readme:
-        path = osp.join(REPO, 'README.md')
+        path = osp.join(REPO, 'docs', 'benchmarks.md')
         text = open(path).read()
         if START not in text or END not in text:
-            raise SystemExit(f'README.md has no {START} ... {END} block to update')
+            raise SystemExit(f'{path} has no {START} ... {END} block to update')
         head, rest = text.split(START, 1)
         text = head + START + '\n' + report + '\n' + END + rest.split(END, 1)[1]
         with open(path, 'w') as f:

@@ -127,7 +127,7 @@ default_hooks = dict(logger=dict(interval=1))
     events = glob.glob(str(work / '**' / 'events.out.tfevents.*'), recursive=True)
     assert events
     tags = set(EventAccumulator(events[0]).Reload().Tags()['scalars'])
-    readme = open(osp.join(osp.dirname(CONFIGS), 'README.md')).read()
+    readme = open(osp.join(osp.dirname(CONFIGS), 'docs', 'sparse_training.md')).read()
     for tag in ('sparsity', 'sparsity_stage0', 'prune_rate', 'num_pruned', 'num_grown', 'loss',
                 'lr'):
         assert tag in tags, sorted(tags)
