@@ -24,6 +24,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STARTUP_PTH = 'mmlk-config-prefix.pth'
 
 
+def read_version() -> str:
+    """``mmlk/version.py``'s ``__version__``, read without importing mmlk (or torch)."""
+    namespace = {}
+    with open(os.path.join(HERE, 'mmlk', 'version.py')) as f:
+        exec(f.read(), namespace)
+    return namespace['__version__']
+
+
 class BuildPyWithStartupHook(build_py):
     """A wheel puts ``mmlk-config-prefix.pth`` at the root of site-packages."""
 
@@ -49,7 +57,7 @@ class EditableWheelWithStartupHook(editable_wheel):
 
 setup(
     name='mmlk',
-    version='0.1.0',
+    version=read_version(),
     description='Large-kernel ConvNets for OpenMMLab 2.x (SLaK, RepLKNet, shift-wise, KernelWarehouse)',
     packages=find_packages(include=['mmlk', 'mmlk.*']),
     # ops/csrc: the CPU kernel's source, compiled on first use (mmlk/ops/native.py)

@@ -5,8 +5,7 @@ scoped names (``type='mmlk.SLaK'``) and the registries in :mod:`mmlk.registry` i
 implementing modules on first use.
 """
 from .config_prefix import install as _install_config_prefix
-
-__version__ = '0.1.0'
+from .version import __version__
 
 _install_config_prefix()  # `mmlk::` configs for mmengine and mim (mmlk/config_prefix.py)
 
