@@ -20,6 +20,7 @@ import torch
 __all__ = ['DEFAULT_ONNX_OPSET', 'HAS_CPU_FUSED_OPTIMIZERS', 'HAS_DYNAMO_ONNX_EXPORT', 'HAS_SAFE_GLOBALS',
            'SUPPORTED_STACKS', 'UnsupportedStackError', 'autocast_dtype',
            'check_stack', 'is_autocast_enabled', 'is_capturing', 'is_compiling', 'onnx_export',
+           'register_step_post_hook',
            'safe_globals']
 
 # The two stacks CI runs (scripts/setup_env.sh, README "Install"): (python, torch, torchvision).
@@ -124,6 +125,54 @@ def is_capturing() -> bool:
     (no custom autograd functions, no activation checkpointing: no backward will come)."""
     return (is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
             or torch.onnx.is_in_onnx_export())
+
+
+# torch 2.1: the first torch.compile/torch.export in a process (dynamo's TorchPatcher) strips
+# from every optimizer class the step wrapper that runs step hooks, so hooks registered with
+# register_step_post_hook silently stop firing (the sparse engine's masks would then never be
+# applied again). Fixed upstream by torch 2.2 (not reproduced on 2.14).
+STEP_HOOKS_CAN_BE_STRIPPED = _release(torch.__version__)[:2] < (2, 2)
+
+
+def _class_step_runs_hooks(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the class's ``step`` is still torch's hook-running wrapper (functools.wraps
+    copies the name, not the code: the code is ``wrapper`` in torch/optim/optimizer.py)."""
+    code = getattr(type(optimizer).step, '__code__', None)
+    return (code is not None and code.co_name == 'wrapper'
+            and code.co_filename.replace('\\', '/').endswith('torch/optim/optimizer.py'))
+
+
+def register_step_post_hook(optimizer: torch.optim.Optimizer, hook):
+    """``optimizer.register_step_post_hook(hook)`` that keeps firing on torch 2.1 after a
+    dynamo capture anywhere in the process: there the optimizer's ``step`` (whatever wraps it
+    now, e.g. the LR schedulers' call counters) is wrapped once per instance by a function
+    that runs the step hooks itself whenever the class no longer does (never both)."""
+    handle = optimizer.register_step_post_hook(hook)
+    if not STEP_HOOKS_CAN_BE_STRIPPED or getattr(optimizer, '_mmlk_keeps_step_hooks', False):
+        return handle
+    from itertools import chain
+
+    from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+    inner = optimizer.step
+
+    def step(*args, **kwargs):
+        if _class_step_runs_hooks(optimizer):
+            return inner(*args, **kwargs)
+        hook_args = (optimizer, *args)
+        for pre_hook in chain(_global_optimizer_pre_hooks.values(),
+                              optimizer._optimizer_step_pre_hooks.values()):
+            result = pre_hook(optimizer, hook_args, kwargs)
+            if result is not None:
+                hook_args, kwargs = result
+        out = inner(*hook_args[1:], **kwargs)
+        for post_hook in chain(optimizer._optimizer_step_post_hooks.values(),
+                               _global_optimizer_post_hooks.values()):
+            post_hook(optimizer, hook_args, kwargs)
+        return out
+
+    optimizer.step = step
+    optimizer._mmlk_keeps_step_hooks = True
+    return handle
 
 
 def is_autocast_enabled(device_type: str) -> bool:

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import needs_cpu_float16_conv
+from mmlk.compat import register_step_post_hook
 from mmlk.ops import DecomposedLargeKernelConv
 from mmlk.ops.shift_wise import (ShiftWiseLargeKernelConv, shift_add_strip, strip_to_tiles,
                                  tile_starts, tiles_to_strip)
@@ -388,7 +389,7 @@ def test_sparse_groups_prune_whole_tiles_of_the_shift_wise_convs():
     loss().backward()
     engine.init_masks([t.param.grad * t.param.detach() for t in targets])
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    opt.register_step_post_hook(lambda o, a, k: engine.on_optimizer_step(o))
+    register_step_post_hook(opt, lambda o, a, k: engine.on_optimizer_step(o))
     for leader, follower in groups:  # the paths start from one mask
         assert torch.equal(leader.mask, follower.mask)
     counts = [int(t.mask.sum()) for t in targets]

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from mmlk.compat import register_step_post_hook
 from mmlk.engine.sparsity import (SparseEMA, SparseEngine, allocate_densities,
                                   cosine_prune_rate, select_sparse_targets)
 
@@ -34,7 +35,8 @@ def make(seed=0, **kwargs):
 
 def train(net, engine, optimizer, steps, seed=1):
     g = torch.Generator().manual_seed(seed)
-    optimizer.register_step_post_hook(lambda opt, a, k: engine.on_optimizer_step(opt))
+    # as SparseTrainingHook does: through compat, which keeps it firing on torch 2.1
+    register_step_post_hook(optimizer, lambda opt, a, k: engine.on_optimizer_step(opt))
     for _ in range(steps):
         x = torch.randn(4, 3, 8, 8, generator=g)
         y = torch.randint(0, 4, (4, ), generator=g)
@@ -317,7 +319,7 @@ def _ddp_worker(rank, world, port, result_dir):
             engine.broadcast_masks(lambda t: dist.broadcast(t, src=0))
             engine.apply()
 
-    opt.register_step_post_hook(after_step)
+    register_step_post_hook(opt, after_step)
     g = torch.Generator().manual_seed(100 + rank)  # different data on each rank
     for _ in range(7):
         loss = model(torch.randn(4, 3, 8, 8, generator=g)).square().mean()

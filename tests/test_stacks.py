@@ -65,3 +65,31 @@ def test_setup_py_states_the_tested_range():
     assert ast.literal_eval(keywords['python_requires']) == f'>={oldest_python}'
     requires = ast.literal_eval(keywords['install_requires'])
     assert f'torch>={".".join(map(str, compat.MIN_TORCH))}' in requires
+
+
+def test_step_hooks_keep_firing_after_a_dynamo_capture():
+    """torch 2.1 strips the hook-running step wrapper from every optimizer class at the first
+    torch.export/torch.compile in the process; compat.register_step_post_hook (used by the
+    sparse training hook) keeps its hooks firing, exactly once a step, on every stack."""
+    torch.export.export(torch.nn.Linear(2, 2), (torch.randn(1, 2), ))
+
+    class PlainSGD(torch.optim.Optimizer):  # defined after the capture: its wrapper is intact
+        def __init__(self, params, lr):
+            super().__init__(params, dict(lr=lr))
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group['params']:
+                    p.add_(p.grad, alpha=-group['lr'])
+
+    for cls in (torch.optim.SGD, torch.optim.AdamW, PlainSGD):
+        weight = torch.nn.Parameter(torch.ones(3))
+        optimizer = cls([weight], lr=0.1)
+        calls = []
+        compat.register_step_post_hook(optimizer, lambda opt, a, k: calls.append(opt))
+        for _ in range(2):
+            weight.grad = torch.ones(3)
+            optimizer.step()
+        assert calls == [optimizer, optimizer], cls.__name__
+        assert not torch.equal(weight.detach(), torch.ones(3))

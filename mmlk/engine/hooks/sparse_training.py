@@ -11,6 +11,7 @@ from mmengine.dist import broadcast
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from mmlk.compat import register_step_post_hook
 from mmlk.registry import HOOKS
 from mmlk.utils.validation import as_patterns, check_range
 from ..sparsity import SparseEngine, check_sparse_options, select_sparse_targets
@@ -169,7 +170,9 @@ class SparseTrainingHook(Hook):
             how = f'initialised ({self.engine.init})'
         self._sync()
         optimizer = runner.optim_wrapper.optimizer
-        self._handle = optimizer.register_step_post_hook(self._after_optimizer_step)
+        # through compat: on torch 2.1 a torch.compile/export anywhere in the process would
+        # otherwise silence the hook, and the masks would stop being applied
+        self._handle = register_step_post_hook(optimizer, self._after_optimizer_step)
         self._runner = runner
         runner.logger.info(
             f'SparseTrainingHook: masks {how}; {len(self.engine.targets)} sparse layers, '
