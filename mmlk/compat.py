@@ -17,8 +17,8 @@ from typing import Iterable, Optional, Tuple
 
 import torch
 
-__all__ = ['DEFAULT_ONNX_OPSET', 'HAS_CPU_FUSED_OPTIMIZERS', 'HAS_DYNAMO_ONNX_EXPORT', 'HAS_SAFE_GLOBALS',
-           'SUPPORTED_STACKS', 'UnsupportedStackError', 'autocast_dtype',
+__all__ = ['DEFAULT_ONNX_OPSET', 'HAS_CPU_FUSED_OPTIMIZERS', 'HAS_DYNAMO_ONNX_EXPORT',
+           'HAS_SAFE_GLOBALS', 'SUPPORTED_STACKS', 'UnsupportedStackError', 'autocast_dtype',
            'check_stack', 'is_autocast_enabled', 'is_capturing', 'is_compiling', 'onnx_export',
            'register_step_post_hook',
            'safe_globals']
@@ -33,6 +33,12 @@ MMCV_RANGE = ((2, 0, 0), (2, 2, 0))
 class UnsupportedStackError(RuntimeError):
     """The installed torch or mmcv is outside what mmlk supports and tests. Not an
     ImportError: mmengine's registry swallows those and reports "mmlk.X is not registered"."""
+
+
+def _release(version: str) -> Tuple[int, ...]:
+    """``'2.1.2+cu121'`` -> ``(2, 1, 2)``; pre-releases count as their release."""
+    match = re.match(r'(\d+(?:\.\d+)*)', version)
+    return tuple(int(part) for part in match.group(1).split('.')) if match else ()
 
 
 def _installed(distribution: str) -> Optional[str]:
@@ -71,16 +77,11 @@ def check_stack(torch_version: Optional[str] = None, mmcv_version: Optional[str]
 HAS_SAFE_GLOBALS = hasattr(torch.serialization, 'safe_globals')
 
 
-def _release(version: str) -> Tuple[int, ...]:
-    """``'2.1.2+cu121'`` -> ``(2, 1, 2)``; pre-releases count as their release."""
-    match = re.match(r'(\d+(?:\.\d+)*)', version)
-    return tuple(int(part) for part in match.group(1).split('.')) if match else ()
-
-
+_TORCH = _release(torch.__version__)[:2]
 # torch >= 2.4: fused Adam/AdamW/SGD for CPU tensors (torch 2.1 has them for GPUs only).
-HAS_CPU_FUSED_OPTIMIZERS = _release(torch.__version__)[:2] >= (2, 4)
+HAS_CPU_FUSED_OPTIMIZERS = _TORCH >= (2, 4)
 # torch >= 2.5: torch.onnx.export(..., dynamo=True), the exporter torch 2.14 defaults to.
-HAS_DYNAMO_ONNX_EXPORT = _release(torch.__version__)[:2] >= (2, 5)
+HAS_DYNAMO_ONNX_EXPORT = _TORCH >= (2, 5)
 # The newest opset each exporter writes correctly (torch 2.1's TorchScript exporter stops at 17;
 # asked for 18 it writes ReduceMean with an `axes` attribute, which opset 18 moved to an input).
 DEFAULT_ONNX_OPSET = 18 if HAS_DYNAMO_ONNX_EXPORT else 17
@@ -131,7 +132,7 @@ def is_capturing() -> bool:
 # from every optimizer class the step wrapper that runs step hooks, so hooks registered with
 # register_step_post_hook silently stop firing (the sparse engine's masks would then never be
 # applied again). Fixed upstream by torch 2.2 (not reproduced on 2.14).
-STEP_HOOKS_CAN_BE_STRIPPED = _release(torch.__version__)[:2] < (2, 2)
+STEP_HOOKS_CAN_BE_STRIPPED = _TORCH < (2, 2)
 
 
 def _class_step_runs_hooks(optimizer: torch.optim.Optimizer) -> bool:

@@ -110,22 +110,21 @@ def main() -> None:
     args = parse_args()
     with user_errors_as_messages():
         cfg = load_config(args)
-    scope = cfg.get('default_scope', 'mmengine')
-    # A config's own load_from (e.g. the deploy config of tools/reparameterize.py) is used
-    # when no checkpoint is given on the command line.
-    args.checkpoint = args.checkpoint or cfg.get('load_from')
-    if args.checkpoint is None:
-        print_log('No checkpoint given: evaluating the model as initialised by the config.',
-                  logger='current', level=30)
-    cfg.load_from = args.checkpoint
-    install_safety_hooks(cfg, strict=not args.non_strict, train=False)
-    if args.show or args.show_dir:
-        _visualization(cfg, scope, args)
-    if args.tta:
-        _tta(cfg, scope)
-    if args.out:
-        _dump(cfg, scope, args.out)
-    with user_errors_as_messages():
+        scope = cfg.get('default_scope', 'mmengine')
+        # A config's own load_from (e.g. the deploy config of tools/reparameterize.py) is used
+        # when no checkpoint is given on the command line.
+        args.checkpoint = args.checkpoint or cfg.get('load_from')
+        if args.checkpoint is None:
+            print_log('No checkpoint given: evaluating the model as initialised by the config.',
+                      logger='current', level=30)
+        cfg.load_from = args.checkpoint
+        install_safety_hooks(cfg, strict=not args.non_strict, train=False)
+        if args.show or args.show_dir:
+            _visualization(cfg, scope, args)
+        if args.tta:
+            _tta(cfg, scope)
+        if args.out:
+            _dump(cfg, scope, args.out)
         setup_distributed(cfg)  # gloo without CUDA; NCCL through mmengine with it
         if args.checkpoint is not None:
             check_checkpoint_file(args.checkpoint)

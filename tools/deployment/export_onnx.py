@@ -16,13 +16,13 @@ The input size is fixed to ``--shape`` unless ``--dynamic-hw`` is given: then he
 are free multiples of 32 (the networks' total stride; outputs follow), and the check also
 runs at a second size. Backbones, detectors' necks and classifiers export this way; a graph
 that keeps the example's size somewhere (UperNet's pyramid pooling: adaptive pooling is
-written with fixed kernels) is refused at the second size and nothing is written. One self-contained ``.onnx`` file is written (weights inside); the tool
-prints its path.
+written with fixed kernels) is refused at the second size and nothing is written. One
+self-contained ``.onnx`` file is written (weights inside); the tool prints its path.
 
 The graph is run by onnxruntime on the same random input as PyTorch and the largest
 difference is printed; above ``--tol`` (relative to the largest PyTorch output) the tool exits
-with an error and writes nothing. Needs ``onnx``, ``onnxruntime`` and ``onnxscript`` (torch 2.14's exporter):
-``pip install -r requirements/deploy.txt`` (the environment ``make env`` builds has them).
+with an error and writes nothing. Needs ``onnx``, ``onnxruntime`` and ``onnxscript`` (torch
+2.14's exporter): ``pip install -r requirements/deploy.txt`` (the environment ``make env`` builds has them).
 """
 import argparse
 import os
