@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 LEGACY_PY := $(LEGACY_VENV)/bin/python
 PYTEST := -m pytest tests -n 2 -q -p no:cacheprovider
 
-.PHONY: env env-legacy demo test test-current test-legacy bench
+.PHONY: env env-legacy demo test lint test-current test-legacy bench
 
 env:
 	MMLK_VENV=$(abspath $(VENV)) MMLK_STACK=current bash scripts/setup_env.sh
@@ -18,7 +18,11 @@ env-legacy:
 demo: env
 	MMLK_VENV=$(abspath $(VENV)) bash scripts/demo.sh
 
-test: test-current test-legacy
+test: lint test-current test-legacy
+
+# pyflakes + pycodestyle at 100 columns (ruff.toml); the same check as .pre-commit-config.yaml.
+lint: env
+	$(PY) -m ruff check .
 
 test-current: env
 	@echo '=== current stack: Python 3.11, torch 2.14.1 (whole suite) ==='

@@ -58,7 +58,8 @@ class EditableWheelWithStartupHook(editable_wheel):
 setup(
     name='mmlk',
     version=read_version(),
-    description='Large-kernel ConvNets for OpenMMLab 2.x (SLaK, RepLKNet, shift-wise, KernelWarehouse)',
+    description=('Large-kernel ConvNets for OpenMMLab 2.x '
+                 '(SLaK, RepLKNet, shift-wise, KernelWarehouse)'),
     packages=find_packages(include=['mmlk', 'mmlk.*']),
     # ops/csrc: the CPU kernel's source, compiled on first use (mmlk/ops/native.py)
     package_data={'mmlk': ['ops/csrc/*.cpp', '.mim/model-index.yml', '.mim/configs/**/*.py',

@@ -103,7 +103,7 @@ def run(dtype: str = 'float16', batch: int = 64, repeats: int = 20):
         results.append(Result(f'{label} backbone ({dtype})', f'{batch}x3x224x224',
                               f'training step: Triton vs aten (img/s {batch / ours:.0f} vs '
                               f'{batch / base:.0f})', ours, base))
-        del net
+        net = None  # frees the model before the next one is built
         torch.cuda.empty_cache()
     return results, f'GPU: {torch.cuda.get_device_name()}'
 

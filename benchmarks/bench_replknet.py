@@ -13,10 +13,10 @@ also folds every conv-BN pair: on channels-last data the 5x5 branch is cheap (th
 measured 0.97-1.02x of the training form, within noise), while the BNs are ~7% of the time.
 mmpretrain's deploy form merges the large kernels only.
 
-Why mmlk is faster than mmpretrain: oneDNN's CPU depthwise convolution is 7-10x faster on channels-last data
-for 13x13...31x31 kernels (the "single layer" rows measure one 31x31 layer both ways). mmlk's
-large-kernel op makes its input channels-last; every later conv, BN and the residual adds keep
-that layout, so the copy is paid once per network, not per block.
+Why mmlk is faster than mmpretrain: oneDNN's CPU depthwise convolution is 7-10x faster on
+channels-last data for 13x13...31x31 kernels (the "single layer" rows measure one 31x31 layer
+both ways). mmlk's large-kernel op makes its input channels-last; every later conv, BN and the
+residual adds keep that layout, so the copy is paid once per network, not per block.
 """
 import os.path as osp
 import sys

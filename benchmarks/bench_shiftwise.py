@@ -104,7 +104,8 @@ def run(size: int = 512, repeats: int = 5):
         results += [
             Result(name, shape, "equ-SLaK (k=5) vs SLaK's branches", times['equ'], times['slak'],
                    0.67, gpu_target=True),
-            Result(name, shape, "k=3 tiles vs SLaK's branches", times['k3'], times['slak'], 0.67, gpu_target=True),
+            Result(name, shape, "k=3 tiles vs SLaK's branches", times['k3'], times['slak'],
+                   0.67, gpu_target=True),
             Result(name, shape, 'k=3 tiles: dense vs shift-add execution', times['k3'],
                    times['k3_shift_add']),
             Result(name, shape, "CVPR op training form vs SLaK's branches (eval)",

@@ -72,7 +72,8 @@ def main() -> None:
         print(f'updated the benchmark block of {path}')
     failed = [r for r in results if r.verdict == 'FAIL']
     if failed:
-        print(f'{len(failed)} target(s) missed: ' + '; '.join(f'{r.model} {r.case}' for r in failed))
+        print(f'{len(failed)} target(s) missed: '
+              + '; '.join(f'{r.model} {r.case}' for r in failed))
 
 
 if __name__ == '__main__':

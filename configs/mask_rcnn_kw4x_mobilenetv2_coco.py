@@ -1,2 +1,3 @@
-# Entry point: KW-MobileNetV2 1.0x (KW 4x) + Mask R-CNN, COCO 1x (see configs/kernelwarehouse/ for the family).
+# Entry point: KW-MobileNetV2 1.0x (KW 4x) + Mask R-CNN, COCO 1x (see configs/kernelwarehouse/ for
+# the family).
 _base_ = ['./kernelwarehouse/mask-rcnn_kw4x-mobilenetv2-100_fpn_ms-crop-1x_coco.py']

@@ -10,8 +10,8 @@ and only for the package ``mmlk``:
 2. the package directory of ``mmlk`` is where Python imports it from, for editable installs
    too (mmengine and mim look for ``<site-packages>/mmlk``, which an editable install does not
    have; ``mim list`` runs its own copy of that lookup, which no patch reaches, so it lists
-   only a non-editable mmlk); its ``.mim/`` holds the configs, tools and model index (the mim convention:
-   symlinks to the repository's ``configs/``, ``tools/`` and ``model-index.yml`` in a
+   only a non-editable mmlk); its ``.mim/`` holds the configs, tools and model index (the mim
+   convention: symlinks to the repository's ``configs/``, ``tools/`` and ``model-index.yml`` in a
    checkout, real copies in a wheel);
 3. an inherited ``mmlk::`` config gets no ``_scope_='mmlk'``. mmengine gives a config
    inherited from package P the scope P, so that P's bare type names resolve in P's registry.

@@ -165,7 +165,8 @@ def tiny_seg_config(tmp_path, ade_root: str, extra: str = '', name: str = 'cfg.p
     """The demo UperNet SLaK config shrunk for tests: tiny backbone, 64x64 crops without random
     transforms, no workers, 2 iterations, a constant LR. ``extra`` goes into a child config
     (in one file a second ``model = ...`` would replace the first instead of merging)."""
-    base = write_config(tmp_path, f'{CONFIGS}/demo/upernet_slak_t_ade20k_demo.py', textwrap.dedent(f'''
+    demo = f'{CONFIGS}/demo/upernet_slak_t_ade20k_demo.py'
+    base = write_config(tmp_path, demo, textwrap.dedent(f'''
         data_root = {ade_root!r}
         model = dict({TINY_BACKBONE}, data_preprocessor=dict(size=(64, 64)),
                      decode_head=dict(in_channels={TINY_DIMS!r}, channels=16),

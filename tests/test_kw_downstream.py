@@ -102,7 +102,8 @@ def _check_c5_norm(dense, path, state, norm_prefix, expect_fresh=True):
         loaded = state.get(f'backbone.{name}')
         if name.startswith(norm_prefix):
             if expect_fresh:
-                fresh = torch.ones_like(value) if name.endswith('weight') else torch.zeros_like(value)
+                fresh = (torch.ones_like(value) if name.endswith('weight')
+                         else torch.zeros_like(value))
                 torch.testing.assert_close(value, fresh, msg=name)
             else:
                 torch.testing.assert_close(value, loaded, msg=name)

@@ -95,5 +95,6 @@ def test_backbone_without_layer_depth_is_refused():
     model.backbone = MODELS.build(dict(type='ResNet', depth=18))
     with pytest.raises(TypeError, match='get_layer_depth'):
         build_optim_wrapper(model, dict(
-            optimizer=dict(type='SGD', lr=0.1), constructor='mmlk.LayerDecayOptimWrapperConstructor',
+            optimizer=dict(type='SGD', lr=0.1),
+            constructor='mmlk.LayerDecayOptimWrapperConstructor',
             paramwise_cfg=dict(decay_rate=0.9)))

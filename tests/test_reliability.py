@@ -50,7 +50,8 @@ def imagenet_cfg(tmp_path_factory, demo_data):
 
 def test_test_py_refuses_a_checkpoint_of_another_model(tmp_path, imagenet_cfg):
     from mmlk.models.backbones import KWResNet
-    other = {f'backbone.{k}': v for k, v in KWResNet(18, '1x', base_channels=8).state_dict().items()}
+    other = {f'backbone.{k}': v
+             for k, v in KWResNet(18, '1x', base_channels=8).state_dict().items()}
     path = tmp_path / 'kw.pth'
     torch.save({'state_dict': other, 'meta': {}}, path)
     proc = run_tool('tools/test.py', imagenet_cfg, str(path), '--work-dir', str(tmp_path / 'w'),
@@ -149,7 +150,8 @@ def test_converter_refuses_small_as_tiny_and_infers_the_arch(tmp_path, official_
     assert 'inferred --arch small' in proc.stdout
     assert 'converted model of' in proc.stdout
     converted = load(dst)
-    assert converted['meta']['arch'] == 'small' and converted['meta']['converted_tensors'] == 'model'
+    assert converted['meta']['arch'] == 'small'
+    assert converted['meta']['converted_tensors'] == 'model'
     assert 'backbone.stages.2.26.pwconv2.weight' in converted['state_dict']
 
 

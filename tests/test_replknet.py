@@ -416,7 +416,8 @@ def test_pretrained_init_loads_official_imagenet_file_into_a_dense_backbone(tmp_
     # a classifier takes the final BN from `norm.`
     cls = tiny(final_norm=True, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     cls.init_weights()
-    assert torch.equal(cls.state_dict()['stages.3.norm.running_mean'], official['norm.running_mean'])
+    assert torch.equal(cls.state_dict()['stages.3.norm.running_mean'],
+                       official['norm.running_mean'])
 
 
 def test_pretrained_init_never_loads_half_a_checkpoint(tmp_path):

@@ -4,7 +4,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmlk.models.backbones import SLaK
-from conftest import TINY_ARCH, TINY_DIMS
+from conftest import TINY_ARCH
 from test_ops import randomise_bn
 
 

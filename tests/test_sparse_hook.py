@@ -128,7 +128,8 @@ def test_frozen_mode_keeps_the_loaded_zero_pattern(tmp_path, demo_data):
     zeros = {k: v == 0 for k, v in torch.load(pretrained, weights_only=False)['state_dict'].items()
              if v.dim() >= 2 and k.startswith('backbone.') and (v == 0).any()}
     frozen = seg_config(tmp_path, demo_data, 'frozen=True', name='frozen.py')
-    runner = run(frozen, tmp_path / 'ft', **{'train_cfg.max_iters': 3, 'load_from': str(pretrained)})
+    runner = run(frozen, tmp_path / 'ft',
+                 **{'train_cfg.max_iters': 3, 'load_from': str(pretrained)})
     engine = sparse_hook(runner).engine
     assert engine.update_interval == 0 and engine.step == 3
     params = dict(runner.model.named_parameters())
@@ -219,7 +220,8 @@ def test_frozen_mode_on_dense_weights_trains_dense(tmp_path, demo_data):
     # A random init of a full-size layer has a few exact zeros (trunc_normal of millions of
     # values); that is not a sparsity pattern and must not stop training.
     cfg = seg_config(tmp_path, demo_data, 'frozen=True', extra="""
-        model = dict(backbone=dict(arch=dict(_delete_=True, depths=[1, 1, 1, 1], dims=[8, 16, 32, 64])))
+        model = dict(backbone=dict(arch=dict(
+            _delete_=True, depths=[1, 1, 1, 1], dims=[8, 16, 32, 64])))
         """)
     cfg_obj = Config.fromfile(cfg)
     cfg_obj.work_dir = str(tmp_path / 'w')

@@ -4,7 +4,10 @@
 # crop AutoAugment, 36 epochs with steps at 27 and 33, 500-iter linear warm-up), with
 # AdamW 4e-4, wd 0.05 (none on norms) and drop path 0.6. The official runs used 1 image per
 # GPU on an unstated number of GPUs; here 8 GPUs x 2 = 16, mmdet's 3x batch.
-_base_ = ['mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py']
+_base_ = [
+    'mmdet::convnext/'
+    'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
+]
 custom_imports = dict(imports=['mmlk'], allow_failed_imports=False)
 pretrained = 'checkpoints/RepLKNet-31B_ImageNet-1K_224.pth'
 model = dict(

@@ -2,7 +2,10 @@
 # (paper: 51.3 box AP / 44.3 mask AP with 300-epoch pretraining). It is ConvNeXt's mmdet recipe
 # (4conv1fc GIoU heads, DETR-style multi-scale + crop) with SLaK's optimiser: AdamW 2e-4,
 # wd 0.05, layer-wise decay 0.7 over 6 ids, drop path 0.4.
-_base_ = ['mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py']
+_base_ = [
+    'mmdet::convnext/'
+    'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
+]
 custom_imports = dict(imports=['mmlk'], allow_failed_imports=False)
 # The official downstream runs keep the zero pattern of the sparse ImageNet weights fixed
 # (SLaK's sparse=True); with dense or no pretrained weights this hook logs it and trains dense.

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 __all__ = [
-    'DEMO_MARKER', 'SHAPES', 'render_scene', 'make_ade20k', 'make_voc', 'make_coco', 'make_imagenet',
+    'DEMO_MARKER', 'SHAPES', 'render_scene', 'make_ade20k', 'make_voc', 'make_coco',
+    'make_imagenet',
     'DEMO_ADE20K_CLASSES', 'DEMO_VOC_CLASSES', 'DEMO_COCO_CLASSES'
 ]
 

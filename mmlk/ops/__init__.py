@@ -11,7 +11,8 @@ from .reparam import (ConvBN, fold_conv_bn_state, fuse_conv_bn, merge_branches, 
                       switch_to_deploy)
 
 __all__ = [
-    'ConvBN', 'DecomposedLargeKernelConv', 'DepthwiseConv2d', 'depthwise_conv2d', 'depthwise_impl', 'LayerNorm2d', 'ReparamLargeKernelConv',
+    'ConvBN', 'DecomposedLargeKernelConv', 'DepthwiseConv2d', 'depthwise_conv2d', 'depthwise_impl',
+    'LayerNorm2d', 'ReparamLargeKernelConv',
     'check_kernel_pair', 'fold_conv_bn_state', 'fuse_conv_bn', 'merge_branches', 'pad_kernel_to',
     'switch_to_deploy', 'to_depthwise_layout', 'ShiftWiseLargeKernelConv', 'shift_add_strip',
     'strip_to_tiles', 'tile_starts', 'tiles_to_strip', 'KWAttention', 'KWConv1d', 'KWConv2d',

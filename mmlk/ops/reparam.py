@@ -44,9 +44,11 @@ def fuse_conv_bn(kernel: Tensor, bn: Optional[nn.Module],
     if bn is None:
         return kernel, conv_bias
     if not isinstance(bn, _BatchNorm):
-        raise TypeError(f'only BatchNorm-type norms can be folded into a conv, got {type(bn).__name__}')
+        raise TypeError(f'only BatchNorm-type norms can be folded into a conv, got '
+                        f'{type(bn).__name__}')
     if not bn.track_running_stats or bn.running_var is None:
-        raise ValueError('cannot fold a BatchNorm without running statistics (track_running_stats=False)')
+        raise ValueError('cannot fold a BatchNorm without running statistics '
+                         '(track_running_stats=False)')
     std = (bn.running_var + bn.eps).sqrt()
     gamma = bn.weight if bn.affine else torch.ones_like(std)
     beta = bn.bias if bn.affine else torch.zeros_like(std)
@@ -203,7 +205,8 @@ def fold_conv_bn_state(state_dict: Mapping[str, Tensor],
     ``eps`` is the BNs' epsilon (PyTorch's default in every official large-kernel code)."""
     prefixes = {
         k[:-len('.bn.running_var')] for k in state_dict
-        if k.endswith('.bn.running_var') and k[:-len('.bn.running_var')] + '.conv.weight' in state_dict
+        if k.endswith('.bn.running_var')
+        and k[:-len('.bn.running_var')] + '.conv.weight' in state_dict
     }
     folded = OrderedDict()
     for key, value in state_dict.items():

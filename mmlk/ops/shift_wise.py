@@ -89,7 +89,6 @@ def shift_add_strip(tiles: Tensor, starts: Sequence[int], small_kernel: int,
     left = max(0, -first)
     right = max(0, width - 1 + starts[-1] + k - 1 - (tiles.shape[-1] - 1))
     tiles = F.pad(tiles, (left, right)).contiguous()
-    row = tiles.shape[-1]
     step = starts[1] - starts[0] if nk > 1 else 0
     if any(b - a != step for a, b in zip(starts, starts[1:])):
         raise ValueError(f'tile offsets must be evenly spaced, got {list(starts)}')

@@ -111,7 +111,8 @@ def image_batches(args, mean, std):
             osp.join(root, name) for root, _, names in os.walk(args.images) for name in names
             if name.lower().endswith(IMAGE_EXTENSIONS))[:args.num_images]
         if not paths:
-            raise SystemExit(f'error: no images ({", ".join(IMAGE_EXTENSIONS)}) under {args.images}')
+            raise SystemExit(f'error: no images ({", ".join(IMAGE_EXTENSIONS)}) under '
+                             f'{args.images}')
         images = (cv2.imread(p) for p in paths)
     else:
         from mmlk.datasets.demo_data import STYLES, render_scene

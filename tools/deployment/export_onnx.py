@@ -22,7 +22,8 @@ self-contained ``.onnx`` file is written (weights inside); the tool prints its p
 The graph is run by onnxruntime on the same random input as PyTorch and the largest
 difference is printed; above ``--tol`` (relative to the largest PyTorch output) the tool exits
 with an error and writes nothing. Needs ``onnx``, ``onnxruntime`` and ``onnxscript`` (torch
-2.14's exporter): ``pip install -r requirements/deploy.txt`` (the environment ``make env`` builds has them).
+2.14's exporter): ``pip install -r requirements/deploy.txt`` (the environment ``make env``
+builds has them).
 """
 import argparse
 import os

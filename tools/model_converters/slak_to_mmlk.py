@@ -34,7 +34,8 @@ def to_shiftwise_convnext(state: dict, slak: SLaK) -> dict:
     from mmlk.models.backbones import ShiftWiseConvNeXt
     slak.load_state_dict({k[len('backbone.'):]: v for k, v in state.items()
                           if k.startswith('backbone.')})
-    converted = {f'backbone.{k}': v for k, v in ShiftWiseConvNeXt.from_slak(slak).state_dict().items()}
+    shift_wise = ShiftWiseConvNeXt.from_slak(slak)
+    converted = {f'backbone.{k}': v for k, v in shift_wise.state_dict().items()}
     converted.update((k, v) for k, v in state.items() if not k.startswith('backbone.'))
     return converted
 

@@ -21,7 +21,9 @@ from mmlk.models.utils.checkpoint import (CheckpointMismatchError, atomic_write_
 from mmlk.registry import HOOKS
 from mmlk.utils.validation import as_patterns
 
-__all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'StrictLoadHook', 'checkpoint_being_loaded']
+__all__ = [
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'StrictLoadHook', 'checkpoint_being_loaded'
+]
 
 ATOMIC_BACKEND = 'mmlk_atomic_local'
 

@@ -7,7 +7,8 @@ CPU, and the obvious ``--cfg-options optim_wrapper.type=OptimWrapper`` fails on 
 recipe train on a CPU with the upstream scripts (README "Using mmlk configs from another
 project")::
 
-    python tools/train.py CONFIG --cfg-options optim_wrapper.type=mmlk.AmpOptimWrapperWithCPUFallback
+    python tools/train.py CONFIG \
+        --cfg-options optim_wrapper.type=mmlk.AmpOptimWrapperWithCPUFallback
 """
 from mmengine.device import (is_cuda_available, is_mlu_available, is_musa_available,
                              is_npu_available)

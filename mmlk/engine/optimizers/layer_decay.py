@@ -56,10 +56,12 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise ValueError(f'unknown paramwise_cfg keys {sorted(unknown)} for '
                              f'LayerDecayOptimWrapperConstructor; accepted: {sorted(_KNOWN_KEYS)}')
         super().__init__(optim_wrapper_cfg, None)
-        self.decay_rate = float(paramwise_cfg.get('decay_rate', paramwise_cfg.get('layer_decay_rate', 1.0)))
+        self.decay_rate = float(
+            paramwise_cfg.get('decay_rate', paramwise_cfg.get('layer_decay_rate', 1.0)))
         self.decay_type = paramwise_cfg.get('decay_type', 'layer_wise')
         if self.decay_type not in _DECAY_TYPES:
-            raise ValueError(f'decay_type must be one of {sorted(_DECAY_TYPES)}, got {self.decay_type!r}')
+            raise ValueError(f'decay_type must be one of {sorted(_DECAY_TYPES)}, '
+                             f'got {self.decay_type!r}')
         self.num_layers = paramwise_cfg.get('num_layers')
         self.norm_decay_mult = float(paramwise_cfg.get('norm_decay_mult', 0.))
         self.bias_decay_mult = float(paramwise_cfg.get('bias_decay_mult', 0.))
@@ -89,7 +91,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise TypeError(
                 f'{self.decay_type} decay needs model.backbone.{method}(name, prefix); '
                 f'{type(backbone).__name__ if backbone is not None else type(module).__name__} '
-                'has none (every mmlk backbone and mmpretrain ConvNeXt/ViT provide get_layer_depth)')
+                'has none (every mmlk backbone and mmpretrain ConvNeXt/ViT provide '
+                'get_layer_depth)')
         norm_params = {
             id(p)
             for m in module.modules() if isinstance(m, (_BatchNorm, GroupNorm, LayerNorm))

@@ -162,7 +162,8 @@ def allocate_densities(targets: Sequence[SparseTarget], density: float, mode: st
         dense = set()
         while True:
             budget = density * sum(sizes) - sum(sizes[i] for i in dense)
-            raw = {i: sum(t.unit_shape) / t.num_units for i, t in enumerate(targets) if i not in dense}
+            raw = {i: sum(t.unit_shape) / t.num_units
+                   for i, t in enumerate(targets) if i not in dense}
             scale = budget / sum(raw[i] * sizes[i] for i in raw)
             over = [i for i in raw if raw[i] * scale > 1]
             if not over:

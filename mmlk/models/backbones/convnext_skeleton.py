@@ -208,7 +208,8 @@ class ConvNeXtSkeleton(LargeKernelBackbone):
         return nn.Sequential(nn.Conv2d(in_channels, channels, 4, stride=4), LayerNorm2d(channels))
 
     def build_downsample(self, in_channels: int, channels: int) -> nn.Module:
-        return nn.Sequential(LayerNorm2d(in_channels), nn.Conv2d(in_channels, channels, 2, stride=2))
+        return nn.Sequential(LayerNorm2d(in_channels),
+                             nn.Conv2d(in_channels, channels, 2, stride=2))
 
     def build_block(self, channels: int, mixer: nn.Module, stage_index: int,
                     **kwargs) -> nn.Module:

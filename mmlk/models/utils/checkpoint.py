@@ -372,7 +372,8 @@ def load_state_dict_checked(module: nn.Module,
                                            ignored_unexpected)
     module.load_state_dict({k: v for k, v in state_dict.items() if k in expected}, strict=False)
     if logger is not None:
-        logger.info(f'loaded {len(expected) - len(missing)}/{len(expected)} tensors from checkpoint')
+        logger.info(f'loaded {len(expected) - len(missing)}/{len(expected)} tensors from '
+                    'checkpoint')
         if missing:
             logger.warning(f'keys kept at their initialisation (not in checkpoint): '
                            f'{_summarise(missing)}')
@@ -402,8 +403,9 @@ def convert_to_mmlk(checkpoint: Mapping,
     should fit; its ``convert_official_keys`` renames backbone keys, and every one of its
     tensors must then be found with the same shape, and every backbone tensor of the checkpoint
     must have a place in it, else :class:`CheckpointMismatchError` names the keys and both
-    shapes (a checkpoint with more blocks than the arch is refused, not cut down). The result loads into an ``ImageClassifier`` or, through a
-    ``Pretrained`` init with ``prefix='backbone.'``, into any detector or segmentor.
+    shapes (a checkpoint with more blocks than the arch is refused, not cut down). The result
+    loads into an ``ImageClassifier`` or, through a ``Pretrained`` init with
+    ``prefix='backbone.'``, into any detector or segmentor.
 
     Returns the converted state dict.
     """
