@@ -38,7 +38,7 @@ def run(repeats: int = 5):
     from mmengine.runner import Runner
 
     import mmlk  # noqa: F401  (registers mmlk's modules)
-    from mmlk.datasets.demo_data import make_ade20k
+    from mmlk.utils.synthetic_datasets import make_ade20k
     from mmlk.ops import depthwise_impl
 
     cfg = Config.fromfile(CONFIG)

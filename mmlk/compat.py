@@ -197,7 +197,7 @@ def autocast_dtype(device_type: str) -> torch.dtype:
 
 def safe_globals(objects: Iterable):
     """Context manager allowing ``objects`` in torch's weights-only unpickler (torch >= 2.4;
-    callers use a restricted pickle module on older torch, see ``mmlk.models.utils``)."""
+    callers use a restricted pickle module on older torch, see ``mmlk.core.safe_load``)."""
     if not HAS_SAFE_GLOBALS:
         raise RuntimeError('torch.serialization.safe_globals needs torch >= 2.4')
     return torch.serialization.safe_globals(list(objects))

@@ -22,7 +22,7 @@ and only for the package ``mmlk``:
 The same hook makes mmlk's checkpoint loader mmengine's loader for local files as soon as
 ``mmengine.runner.checkpoint`` is imported (:func:`_patch_mmengine_checkpoint`): every
 ``load_checkpoint``/``load_from``/``--resume``/``Pretrained`` of any script in an environment
-where mmlk is installed loads without running code (``mmlk/models/utils/safe_load.py``), the
+where mmlk is installed loads without running code (``mmlk/core/safe_load.py``), the
 inferencers and upstream ``tools/test.py`` included, with no ``import mmlk`` by hand.
 
 The patches are applied when mmengine's config module (or mim's utilities) is first imported,
@@ -128,18 +128,14 @@ def _patch_mim_search(module) -> None:
     module.get_model_info = get_model_info
 
 
-# module name -> patch, applied right after the module's code has run
-def _load_local_checkpoint(filename, map_location=None):
-    """mmengine's local-file scheme, served by mmlk's safe loader (imported on first use, so
-    that this hook costs nothing until a checkpoint is read)."""
-    from mmlk.models.utils.checkpoint import load_local_checkpoint
-    return load_local_checkpoint(filename, map_location)
-
-
 def _patch_mmengine_checkpoint(module) -> None:
-    module.CheckpointLoader.register_scheme(prefixes='', force=True)(_load_local_checkpoint)
+    # imported here, when mmengine's runner (and with it torch) is being imported anyway:
+    # this module runs at every interpreter start (mmlk-config-prefix.pth) and stays light
+    from mmlk.core.checkpoint_io import register_as_mmengine_loader
+    register_as_mmengine_loader(module)
 
 
+# module name -> patch, applied right after the module's code has run
 _PATCHES: Dict[str, Callable] = {
     'mmengine.config.config': _patch_mmengine_config,
     'mmengine.runner.checkpoint': _patch_mmengine_checkpoint,

@@ -238,7 +238,8 @@ def run_tool(*args, cwd=REPO, check=True, timeout=900) -> subprocess.CompletedPr
 @pytest.fixture(scope='session')
 def demo_data(tmp_path_factory):
     """All four embedded datasets, small, written once per test session."""
-    from mmlk.datasets import DEMO_SUBDIRS, make_ade20k, make_coco, make_imagenet, make_voc
+    from mmlk.utils.synthetic_datasets import (DEMO_SUBDIRS, make_ade20k, make_coco,
+                                               make_imagenet, make_voc)
     root = str(tmp_path_factory.mktemp('demo_data'))
     paths = dict(
         ade20k=make_ade20k(osp.join(root, DEMO_SUBDIRS['ade20k']), num_train=8, num_val=4,
@@ -249,6 +250,48 @@ def demo_data(tmp_path_factory):
                                per_class_train=3, per_class_val=2, size=48),
     )
     return paths
+
+
+# --- what a run leaves on disk (CONTRIBUTING "Disk") -----------------------------------------
+# pytest keeps the last run's temporary directories (setup.cfg). The demo-config, resume, fault
+# and converter tests write checkpoints of full-size models and ONNX graphs (up to 860 MB
+# each; 13 GB a run before this). A passed test's large files are deleted as soon as it has
+# run, and at the end of a run without failures those of the shared fixtures too; a failed
+# test keeps everything for inspection.
+LARGE_FILE_BYTES = 1 << 20
+
+
+def drop_large_files(root) -> int:
+    """Delete the regular files over LARGE_FILE_BYTES under ``root``; returns the bytes
+    freed."""
+    freed = 0
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            path = osp.join(dirpath, name)
+            try:
+                size = os.lstat(path).st_size
+                if not osp.islink(path) and size > LARGE_FILE_BYTES:
+                    os.remove(path)
+                    freed += size
+            except OSError:  # gone already, or a writer still holds a directory
+                pass
+    return freed
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    tmp_path = getattr(item, 'funcargs', {}).get('tmp_path')
+    if report.when == 'call' and report.passed and tmp_path is not None:
+        drop_large_files(tmp_path)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _drop_large_files_of_a_passed_run(request, tmp_path_factory):
+    yield
+    if request.session.testsfailed == 0:
+        drop_large_files(tmp_path_factory.getbasetemp())
 
 
 # --- the two stacks (README "Install", scripts/setup_env.sh) ---------------------------------

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmlk.models.backbones import SLaK
-from mmlk.models.utils import CheckpointMismatchError, unwrap_state_dict
+from mmlk.core.checkpoint_io import CheckpointMismatchError, unwrap_state_dict
 from conftest import REPO, TINY_ARCH, run_tool
 
 KEYS_DIR = osp.join(osp.dirname(REPO), 'shared', 'reference', 'slak_keys')

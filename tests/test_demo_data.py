@@ -5,7 +5,7 @@ import os.path as osp
 import numpy as np
 from mmengine.registry import init_default_scope
 
-from mmlk.datasets import make_ade20k, render_scene
+from mmlk.utils.synthetic_datasets import make_ade20k, render_scene
 
 
 def digest(root):
@@ -94,7 +94,7 @@ def test_demo_ade20k_class_names_are_mmseg_s():
 
     from mmseg.datasets import ADE20KDataset
 
-    from mmlk.datasets import demo_data
+    from mmlk.utils import synthetic_datasets as demo_data
     line = next(line for line in inspect.getsource(demo_data).splitlines()
                 if line.startswith('DEMO_ADE20K_CLASSES ='))
     named = [name.strip() for name in line.split('#', 1)[1].split(',')]

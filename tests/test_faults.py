@@ -19,7 +19,7 @@ from torch import nn
 
 from conftest import (CONFIGS, REPO, TINY_ARCH, TINY_BACKBONE, TINY_DIMS, run_tool,
                       tiny_imagenet_body, tiny_seg_config, write_config)
-from mmlk.models.utils import (CheckpointReadError, atomic_write_bytes, check_checkpoint_file)
+from mmlk.core.checkpoint_io import (CheckpointReadError, atomic_write_bytes, check_checkpoint_file)
 
 
 def load(path):

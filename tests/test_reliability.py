@@ -18,7 +18,7 @@ import torch
 from conftest import (CONFIGS, REPO, TINY_ARCH, TINY_BACKBONE, TINY_DIMS, run_tool,
                       tiny_imagenet_body, tiny_seg_config, write_config)
 from mmlk.models.backbones import SLaK
-from mmlk.models.utils import (CheckpointMismatchError, CheckpointReadError,
+from mmlk.core.checkpoint_io import (CheckpointMismatchError, CheckpointReadError,
                                atomic_write_bytes, load_checkpoint_file)
 
 

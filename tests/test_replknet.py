@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmlk.models.backbones import RepLKNet
-from mmlk.models.utils import CheckpointMismatchError, convert_to_mmlk
+from mmlk.core.checkpoint_io import CheckpointMismatchError, convert_to_mmlk
 from mmlk.ops import ReparamLargeKernelConv
 from conftest import REPO, run_tool
 from test_ops import randomise_bn
@@ -502,7 +502,7 @@ def test_imagenet_22k_checkpoint_is_usable_as_is_and_for_1k_fine_tuning(tmp_path
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
 
-    from mmlk.models.utils import load_state_dict_checked
+    from mmlk.core.checkpoint_io import load_state_dict_checked
     init_default_scope('mmpretrain')
     tiny = dict(RepLKNet.arch_zoo['31L'], layers=[1, 1, 1, 1], channels=[8, 16, 32, 64])
 

@@ -11,8 +11,9 @@ import torch
 
 from conftest import (CONFIGS, REPO, TINY_ARCH, TINY_BACKBONE, TINY_DIMS, run_tool,
                       tiny_imagenet_body, write_config)
-from mmlk.models.utils import load_checkpoint_file, safe_load
-from mmlk.models.utils.checkpoint import UnsafeCheckpointFileError
+from mmlk.core import safe_load
+from mmlk.core.checkpoint_io import load_checkpoint_file
+from mmlk.core.checkpoint_io import UnsafeCheckpointFileError
 
 
 @pytest.fixture(params=['safe_globals', 'restricted_unpickler'])
@@ -169,7 +170,7 @@ def test_resume_and_test_work_without_the_switch(tmp_path, real_checkpoint, imag
 def test_safetensors_from_converters_and_reparameterize_load_everywhere(tmp_path, real_checkpoint,
                                                                        imagenet_cfg):
     from mmlk.models.backbones import KWResNet
-    from mmlk.models.utils import save_checkpoint_file
+    from mmlk.core.checkpoint_io import save_checkpoint_file
     # an official-layout KW file (with the official argparse.Namespace) -> .safetensors
     torch.manual_seed(0)
     state = {k: torch.randn_like(v) if v.is_floating_point() else v

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmlk.models.backbones import KWMobileNetV2, KWResNet, RepLKNet
-from mmlk.models.utils.checkpoint import CheckpointMismatchError
+from mmlk.core.checkpoint_io import CheckpointMismatchError
 from mmlk.ops import ReparamLargeKernelConv
 
 def upstream_config(package: str, path: str) -> Config:

@@ -19,17 +19,17 @@ from mmlk.quiet import silence_pinned_stack_warnings  # noqa: E402
 
 silence_pinned_stack_warnings()  # before mmengine is imported
 
-from mmlk.utils import setup_torch_load, user_errors_as_messages  # noqa: E402
+from mmlk.utils import install_safe_checkpoint_loader, user_errors_as_messages  # noqa: E402
 
-setup_torch_load()
+install_safe_checkpoint_loader()
 
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-from mmlk.datasets.checks import (DataSampleError, DatasetReport,  # noqa: E402
+from mmlk.utils.data_checks import (DataSampleError, DatasetReport,  # noqa: E402
                                   build_dataset_with_reports, scan_dataset)
 from mmlk.utils import DatasetNotFoundError, check_dataset_paths, read_config  # noqa: E402
-from mmlk.utils.runtime import leaf_datasets  # noqa: E402
+from mmlk.utils.data_checks import leaf_datasets  # noqa: E402
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from mmlk.quiet import silence_pinned_stack_warnings  # noqa: E402
 
 silence_pinned_stack_warnings()  # before mmengine is imported
 
-from mmlk.datasets import DEMO_SUBDIRS, DEMO_WRITERS  # noqa: E402
+from mmlk.utils.synthetic_datasets import DEMO_SUBDIRS, DEMO_WRITERS  # noqa: E402
 
 
 def main() -> None:

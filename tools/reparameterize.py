@@ -22,14 +22,14 @@ from mmlk.quiet import silence_pinned_stack_warnings  # noqa: E402
 silence_pinned_stack_warnings()  # before mmengine is imported
 
 from mmlk.utils import (add_trust_argument, apply_trust, read_config,  # noqa: E402
-                        setup_torch_load, user_errors_as_messages)
+                        install_safe_checkpoint_loader, user_errors_as_messages)
 
-setup_torch_load()
+install_safe_checkpoint_loader()
 
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
-from mmlk.models.utils import atomic_write_bytes, save_checkpoint_file  # noqa: E402
+from mmlk.core.checkpoint_io import atomic_write_bytes, save_checkpoint_file  # noqa: E402
 from mmlk.utils.converter_cli import check_output_format  # noqa: E402
 from mmlk.ops import switch_to_deploy  # noqa: E402
 from mmlk.utils.deploy import (build_model_for_weights, feature_outputs,  # noqa: E402

@@ -13,13 +13,13 @@ from mmlk.quiet import silence_pinned_stack_warnings  # noqa: E402
 
 silence_pinned_stack_warnings()  # before mmengine is imported
 
-from mmlk.models.utils import check_checkpoint_file  # noqa: E402
+from mmlk.core.checkpoint_io import check_checkpoint_file  # noqa: E402
 from mmlk.utils import (add_runner_args, check_dataset_paths,  # noqa: E402
-                        install_safety_hooks, load_config, setup_torch_load)
+                        install_safety_hooks, load_config, install_safe_checkpoint_loader)
 from mmlk.utils import init_weights_quietly, user_errors_as_messages  # noqa: E402
 from mmlk.utils.distributed import setup_distributed  # noqa: E402
 
-setup_torch_load()
+install_safe_checkpoint_loader()
 
 from mmengine.config import Config, ConfigDict  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402

@@ -15,13 +15,13 @@ silence_pinned_stack_warnings()  # before mmengine is imported
 from mmlk.utils import (add_runner_args,  # noqa: E402
                         check_dataset_paths, install_safety_hooks, load_config,
                         prepare_optim_wrapper_for_device, resolve_resume_checkpoint,
-                        setup_torch_load, use_seed_of_checkpoint, work_dir_lock)
+                        install_safe_checkpoint_loader, use_seed_of_checkpoint, work_dir_lock)
 
-from mmlk.models.utils import check_checkpoint_file  # noqa: E402
+from mmlk.core.checkpoint_io import check_checkpoint_file  # noqa: E402
 from mmlk.utils import user_errors_as_messages  # noqa: E402
 from mmlk.utils.distributed import setup_distributed  # noqa: E402
 
-setup_torch_load()
+install_safe_checkpoint_loader()
 
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402

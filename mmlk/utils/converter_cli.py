@@ -12,6 +12,13 @@ from typing import Callable, Dict, Mapping, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from mmlk.core.checkpoint_io import (CheckpointMismatchError, CheckpointReadError,
+                                     convert_to_mmlk, load_checkpoint_file,
+                                     save_checkpoint_file, state_dict_container,
+                                     unwrap_state_dict)
+
+from .cli import add_trust_argument
+
 __all__ = ['add_arch_argument', 'check_output_format', 'converter_parser', 'run_converter']
 
 # build(backbone_state, is_classifier, arch) -> the mmlk backbone the checkpoint should fit
@@ -29,7 +36,6 @@ def converter_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument('--format', choices=['pth', 'safetensors'], default=None,
                         help='output format (default: from the extension of dst); safetensors '
                         'files hold tensors only, so loading them can never run code')
-    from .runtime import add_trust_argument
     add_trust_argument(parser)
     return parser
 
@@ -66,9 +72,6 @@ def run_converter(args: argparse.Namespace, build_backbone: BuildBackbone, what:
     ``archs`` are the candidates tried when ``args.arch`` is None (one empty name: the
     converter has no arch choice).
     """
-    from mmlk.models.utils import (CheckpointMismatchError, CheckpointReadError,
-                                   convert_to_mmlk, load_checkpoint_file, save_checkpoint_file,
-                                   state_dict_container, unwrap_state_dict)
     renames = {} if head_renames is None else dict(head_renames=head_renames)
     check_output_format(args.dst, getattr(args, 'format', None))
     try:
@@ -109,7 +112,6 @@ def run_converter(args: argparse.Namespace, build_backbone: BuildBackbone, what:
 
 
 def _fits(convert, arch: str) -> bool:
-    from mmlk.models.utils import CheckpointMismatchError
     try:
         convert(arch, device='meta')
         return True
@@ -119,7 +121,6 @@ def _fits(convert, arch: str) -> bool:
 
 def _infer_arch(convert, archs: Sequence[str], what: str) -> str:
     """The one arch the checkpoint fits (built on the meta device: shapes only, no memory)."""
-    from mmlk.models.utils import CheckpointMismatchError
     errors = {}
     for arch in archs:
         try:

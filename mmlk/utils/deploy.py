@@ -6,6 +6,13 @@ from typing import List
 
 import torch
 from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+
+from mmlk.core.checkpoint_io import (CheckpointMismatchError, CheckpointReadError,
+                                     load_checkpoint_file, load_state_dict_checked,
+                                     unwrap_state_dict)
+
+from .hub import register_all_modules
 
 __all__ = ['build_model_for_weights', 'feature_outputs', 'has_deploy_form',
            'load_weights_strictly']
@@ -13,9 +20,7 @@ __all__ = ['build_model_for_weights', 'feature_outputs', 'has_deploy_form',
 
 def build_model_for_weights(cfg: Config) -> torch.nn.Module:
     """The config's model, without any pretrained init (the weights are loaded next)."""
-    from mmengine.registry import MODELS, init_default_scope
-
-    import mmlk  # noqa: F401  (registers the backbones)
+    register_all_modules(init_default_scope=False)
     init_default_scope(cfg.get('default_scope', 'mmlk'))
     model_cfg = cfg.model.copy()
     model_cfg.backbone.init_cfg = None
@@ -28,9 +33,6 @@ def build_model_for_weights(cfg: Config) -> torch.nn.Module:
 
 def load_weights_strictly(model: torch.nn.Module, checkpoint: str, config: str) -> None:
     """Load ``checkpoint`` into ``model``, every key; ``SystemExit`` naming what does not fit."""
-    from mmlk.models.utils import (CheckpointMismatchError, CheckpointReadError,
-                                   load_checkpoint_file, load_state_dict_checked,
-                                   unwrap_state_dict)
     try:
         load_state_dict_checked(model, unwrap_state_dict(load_checkpoint_file(checkpoint)))
         # (``--trust-checkpoint`` of the calling tool applies through apply_trust)

@@ -57,8 +57,8 @@ def build_from_hub_config(get_config: Callable[..., Config], cfg_path: str,
 
 def model_entries() -> List[dict]:
     """Every ``Models`` entry of the installed package's metafiles (``.mim/model-index.yml``)."""
-    from mmlk.config_prefix import package_dir
-    mim = osp.join(package_dir(), '.mim')
+    # this file's package, the mmlk being run (mmlk/utils/hub.py -> mmlk/.mim)
+    mim = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim')
     return [entry for metafile in load(osp.join(mim, 'model-index.yml'))['Import']
             for entry in load(osp.join(mim, metafile)).get('Models', [])]
 

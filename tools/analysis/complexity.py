@@ -22,10 +22,10 @@ from mmlk.quiet import silence_pinned_stack_warnings  # noqa: E402
 silence_pinned_stack_warnings()  # before mmengine is imported
 
 from mmlk.utils import (add_trust_argument, apply_trust, init_weights_quietly,  # noqa: E402
-                        read_config, setup_torch_load, sparse_complexity,
+                        read_config, install_safe_checkpoint_loader, sparse_complexity,
                         user_errors_as_messages)
 
-setup_torch_load()
+install_safe_checkpoint_loader()
 
 from mmengine.config import DictAction  # noqa: E402
 

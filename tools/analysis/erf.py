@@ -26,9 +26,9 @@ from mmlk.quiet import silence_pinned_stack_warnings  # noqa: E402
 silence_pinned_stack_warnings()  # before mmengine is imported
 
 from mmlk.utils import (add_trust_argument, apply_trust, init_weights_quietly,  # noqa: E402
-                        read_config, setup_torch_load, user_errors_as_messages)
+                        read_config, install_safe_checkpoint_loader, user_errors_as_messages)
 
-setup_torch_load()
+install_safe_checkpoint_loader()
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -37,7 +37,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
 import mmlk  # noqa: E402,F401  (registers the backbones)
-from mmlk.models.utils import (load_checkpoint_file, load_state_dict_checked,  # noqa: E402
+from mmlk.core.checkpoint_io import (load_checkpoint_file, load_state_dict_checked,  # noqa: E402
                                strip_prefix, unwrap_state_dict)
 from mmlk.utils.erf import DEFAULT_THRESHOLDS, accumulate_erf, erf_table, log_scale  # noqa: E402
 
@@ -115,7 +115,7 @@ def image_batches(args, mean, std):
                              f'{args.images}')
         images = (cv2.imread(p) for p in paths)
     else:
-        from mmlk.datasets.demo_data import STYLES, render_scene
+        from mmlk.utils.synthetic_datasets import STYLES, render_scene
         images = (render_scene(np.random.default_rng([0, i]), args.size, args.size,
                                [i % len(STYLES), (i + 3) % len(STYLES)])[0]
                   for i in range(args.num_images))

@@ -16,9 +16,9 @@ from mmlk.quiet import silence_pinned_stack_warnings  # noqa: E402
 
 silence_pinned_stack_warnings()  # before mmengine is imported
 from mmlk.utils import (add_trust_argument, apply_trust, read_config,  # noqa: E402
-                        setup_torch_load, user_errors_as_messages)
+                        install_safe_checkpoint_loader, user_errors_as_messages)
 
-setup_torch_load()
+install_safe_checkpoint_loader()
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402

@@ -16,10 +16,10 @@ from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 
-from mmlk.models.utils.checkpoint import (CheckpointMismatchError, atomic_write_bytes,
+from mmlk.core.checkpoint_io import (CheckpointMismatchError, atomic_write_bytes,
                                           compare_state_dicts, state_dict_container)
 from mmlk.registry import HOOKS
-from mmlk.utils.validation import as_patterns
+from mmlk.core.validation import as_patterns
 
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'StrictLoadHook', 'checkpoint_being_loaded'
@@ -30,7 +30,7 @@ ATOMIC_BACKEND = 'mmlk_atomic_local'
 
 class AtomicLocalBackend(LocalBackend):
     """mmengine's local file backend with atomic ``put``/``put_text``: write a temporary file in
-    the same directory, fsync, rename (:func:`mmlk.models.utils.atomic_write_bytes`)."""
+    the same directory, fsync, rename (:func:`mmlk.core.checkpoint_io.atomic_write_bytes`)."""
 
     def put(self, obj: bytes, filepath) -> None:
         atomic_write_bytes(obj, str(filepath))

@@ -6,7 +6,7 @@ from mmengine.model import is_model_wrapper
 
 from mmlk.ops import set_kw_temperature
 from mmlk.registry import HOOKS
-from mmlk.utils.validation import check_range
+from mmlk.core.validation import check_range
 
 __all__ = ['KWTemperatureHook', 'kw_temperature']
 

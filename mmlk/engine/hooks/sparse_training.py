@@ -13,7 +13,7 @@ from mmengine.model import is_model_wrapper
 
 from mmlk.compat import register_step_post_hook
 from mmlk.registry import HOOKS
-from mmlk.utils.validation import as_patterns, check_range
+from mmlk.core.validation import as_patterns, check_range
 from ..sparsity import SparseEngine, check_sparse_options, select_sparse_targets
 
 __all__ = ['SparseTrainingHook']

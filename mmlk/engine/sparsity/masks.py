@@ -47,7 +47,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from mmlk.utils.validation import as_patterns, check_range
+from mmlk.core.validation import as_patterns, check_range
 
 __all__ = [
     'SparseTarget', 'SparseEngine', 'allocate_densities', 'check_sparse_options',

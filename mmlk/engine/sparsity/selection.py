@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from torch import nn
 
-from mmlk.utils.validation import as_patterns
+from mmlk.core.validation import as_patterns
 from .masks import SparseTarget
 
 __all__ = ['select_sparse_targets']

@@ -15,8 +15,8 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmlk.ops import switch_to_deploy
-from mmlk.utils.validation import check_range
-from ..utils.checkpoint import (CheckpointMismatchError, CheckpointReadError,
+from mmlk.core.validation import check_range
+from mmlk.core.checkpoint_io import (CheckpointMismatchError, CheckpointReadError,
                                 load_checkpoint_file, load_state_dict_checked, strip_prefix,
                                 unwrap_state_dict)
 

@@ -19,7 +19,7 @@ from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
 
 from mmlk.ops import LayerNorm2d
-from mmlk.utils.validation import check_int_sequence
+from mmlk.core.validation import check_int_sequence
 from .base import LargeKernelBackbone
 
 __all__ = ['ConvNeXtBlock', 'ConvNeXtSkeleton', 'resolve_arch', 'split_kernel_sizes']

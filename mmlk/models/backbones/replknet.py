@@ -23,7 +23,7 @@ from mmlk.ops import (ConvBN, ReparamLargeKernelConv, fold_conv_bn_state, switch
                       to_depthwise_layout)
 from mmlk.ops.reparam import fold_bn_into_next_conv, fold_pre_bn_state
 from mmlk.registry import MODELS
-from ..utils.checkpoint import CheckpointMismatchError
+from mmlk.core.checkpoint_io import CheckpointMismatchError
 from .base import LargeKernelBackbone, require_upstream_value
 from .convnext_skeleton import resolve_arch
 

@@ -1,4 +1,8 @@
-"""Bad data names its file: per-sample error reports and a whole-dataset scan.
+"""Datasets that are missing or bad are named: the paths a config expects, per-sample error
+reports and a whole-dataset scan.
+
+A config whose data is not where it says stops with :class:`DatasetNotFoundError` naming the
+path and how to get the data (:func:`check_dataset_paths`).
 
 mmengine datasets run their pipeline with no idea of which file failed: a zero-byte JPEG dies
 as ``cv2.error ... !buf.empty()``, a label PNG with values beyond the classes as ``IndexError:
@@ -10,11 +14,15 @@ import json
 import os.path as osp
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
+from mmengine.config import Config, ConfigDict
 
-__all__ = ['DataSampleError', 'DatasetReport', 'build_dataset_with_reports',
+from .synthetic_datasets import DEMO_SUBDIRS
+
+__all__ = ['DataSampleError', 'DatasetNotFoundError', 'DatasetReport',
+           'build_dataset_with_reports', 'check_dataset_paths',
            'install_sample_error_reports', 'leaf_datasets', 'sample_files', 'scan_dataset']
 
 # mmseg's ignore label (decode heads' ignore_index, reduce_zero_label's target for class 0).
@@ -360,3 +368,64 @@ def scan_dataset(dataset, name: str, progress: bool = True) -> DatasetReport:
     else:
         report.num_boxes = boxes_seen
     return report
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A config's dataset is not where the config says."""
+
+
+# How to get each dataset family's real data, and which demo writer mimics it.
+_DATA_HELP = {
+    'ADE20KDataset': ('ADE20K: download ADEChallengeData2016 from the MIT Scene Parsing '
+                      'benchmark and unpack it to the data_root', 'ade20k'),
+    'VOCDataset': ('PASCAL VOC: unpack VOCtrainval_06-Nov-2007, VOCtest_06-Nov-2007 and '
+                   'VOCtrainval_11-May-2012 so that data_root contains VOC2007/ and VOC2012/',
+                   'voc'),
+    'CocoDataset': ('COCO 2017: unpack train2017/, val2017/ and annotations/ into the data_root',
+                    'coco'),
+    'ImageNet': ('ImageNet-1k: place train/ and val/ (class sub-folders) and meta/{train,val}.txt '
+                 'in the data_root', 'imagenet'),
+}
+
+
+def _expected_paths(dataset: ConfigDict) -> List[str]:
+    root = dataset.get('data_root') or ''
+    paths = []
+    ann_file = dataset.get('ann_file')
+    if ann_file:
+        paths.append(ann_file if osp.isabs(ann_file) else osp.join(root, ann_file))
+    prefix = dataset.get('data_prefix') or {}
+    for value in (prefix.values() if isinstance(prefix, dict) else [prefix]):
+        if isinstance(value, str) and value:
+            paths.append(value if osp.isabs(value) else osp.join(root, value))
+    split = dataset.get('split')
+    if not ann_file and isinstance(split, str) and split:  # mmpretrain ImageNet(split=...)
+        paths.append(osp.join(root, split))
+    if not paths and root:
+        paths.append(root)
+    return paths
+
+
+def check_dataset_paths(cfg: Config, loaders: Tuple[str, ...] = ('train_dataloader',
+                                                                'val_dataloader',
+                                                                'test_dataloader')) -> None:
+    """Raise :class:`DatasetNotFoundError` naming the missing path and how to get the data,
+    instead of a stack trace from deep inside a dataset class."""
+    for loader in loaders:
+        loader_cfg = cfg.get(loader)
+        if not loader_cfg or 'dataset' not in loader_cfg:
+            continue
+        for dataset in leaf_datasets(loader_cfg['dataset']):
+            missing = [p for p in _expected_paths(dataset) if not osp.exists(p)]
+            if not missing:
+                continue
+            kind = dataset.get('type', '?')
+            how, demo = _DATA_HELP.get(str(kind).split('.')[-1], ('see the dataset docs', None))
+            lines = [f'{loader}: the {kind} data is not where the config expects it.',
+                     'Missing: ' + ', '.join(missing), f'To use the real data — {how}.']
+            if demo is not None:
+                lines.append(
+                    f'To try the embedded synthetic data instead: python tools/make_demo_data.py '
+                    f'{demo} --out data/demo, then set the data_root of the datasets to '
+                    f'data/demo/{DEMO_SUBDIRS[demo]}/ (README, "Embedded datasets").')
+            raise DatasetNotFoundError('\n'.join(lines))

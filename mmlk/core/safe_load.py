@@ -29,6 +29,8 @@ import torch
 
 from mmlk.compat import HAS_SAFE_GLOBALS, safe_globals
 
+from .atomic_io import atomic_write_bytes
+
 __all__ = ['ALLOWED_GLOBALS', 'UnsafeCheckpointError', 'checkpoint_trusted', 'safe_torch_load',
            'load_safetensors', 'save_safetensors', 'trust_checkpoints']
 
@@ -148,7 +150,7 @@ def _refusal(path: str, err: Exception) -> UnsafeCheckpointError:
         found = f'the global {match.group(1)}' if match else f'({text.splitlines()[0]})'
     return UnsafeCheckpointError(
         f'{path}: refused: it names {found}, which is not one of the types real '
-        'checkpoints hold (mmlk.models.utils.safe_load.ALLOWED_GLOBALS); unpickling it could '
+        'checkpoints hold (mmlk.core.safe_load.ALLOWED_GLOBALS); unpickling it could '
         'run code, so nothing of it was run. If you trust this file (you wrote it, or its '
         'source is trusted), load it with --trust-checkpoint (tools and converters), or '
         "trust_checkpoint=True in the init_cfg / the config; or convert it to .safetensors.")
@@ -185,7 +187,6 @@ def save_safetensors(checkpoint: dict, path: str) -> None:
     """Write ``checkpoint['state_dict']`` (or a plain state dict) as safetensors, with
     ``checkpoint['meta']`` as JSON metadata where it is JSON-serialisable."""
     from safetensors.torch import save
-    from .checkpoint import atomic_write_bytes
     state = checkpoint.get('state_dict', checkpoint)
     tensors = OrderedDict((k, v.detach().cpu().contiguous().clone()) for k, v in state.items()
                           if isinstance(v, torch.Tensor))

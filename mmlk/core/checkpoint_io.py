@@ -10,7 +10,6 @@ import io
 import os
 import os.path as osp
 import pickle
-import tempfile
 import time
 import zipfile
 from collections import OrderedDict
@@ -19,9 +18,12 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from .atomic_io import atomic_write_bytes, remove_stale_partial_files
+from .safe_load import UnsafeCheckpointError, safe_torch_load, save_safetensors
+
 __all__ = [
     'CheckpointMismatchError', 'CheckpointReadError', 'atomic_write_bytes', 'check_checkpoint_file',
-    'remove_stale_partial_files', 'load_local_checkpoint', 'install_local_checkpoint_loader',
+    'remove_stale_partial_files', 'load_local_checkpoint', 'register_as_mmengine_loader',
     'UnsafeCheckpointFileError',
     'save_checkpoint_file', 'state_dict_container', 'load_checkpoint_file', 'unwrap_state_dict',
     'strip_prefix', 'compare_state_dicts', 'load_state_dict_checked', 'convert_to_mmlk'
@@ -145,7 +147,7 @@ def load_local_checkpoint(filename: str, map_location=None, trust: Optional[bool
                           **load_kwargs):
     """The one checkpoint loader of mmlk, also mmengine's for local files (``load_from``,
     ``--resume``, test checkpoints, ``load_checkpoint``, ``Pretrained`` inits) once
-    :func:`install_local_checkpoint_loader` ran (``import mmlk`` does).
+    :func:`register_as_mmengine_loader` ran (``import mmlk`` does).
 
     Loads without running code (:func:`.safe_load.safe_torch_load`: an allow-list of the
     types real checkpoints hold; ``.safetensors`` files hold none), unless ``trust`` (or the
@@ -155,7 +157,6 @@ def load_local_checkpoint(filename: str, map_location=None, trust: Optional[bool
     that is not installed) raise :class:`CheckpointReadError`; a file naming a global outside
     the allow-list raises :class:`.safe_load.UnsafeCheckpointError` (a subclass) before
     anything of it runs."""
-    from .safe_load import UnsafeCheckpointError, safe_torch_load
     filename = osp.expanduser(str(filename))
     check_checkpoint_file(filename)
     load_kwargs.pop('weights_only', None)  # the allow-list decides, not the caller
@@ -170,97 +171,25 @@ def load_local_checkpoint(filename: str, map_location=None, trust: Optional[bool
                                   f'{str(err).splitlines()[0] if str(err) else ""})') from None
 
 
-def install_local_checkpoint_loader() -> None:
-    """Make :func:`load_local_checkpoint` mmengine's loader for local paths (the ``''``
-    scheme of ``CheckpointLoader``), for every Runner and ``load_checkpoint`` call after it
-    (``mmlk.config_prefix`` does it when mmengine's checkpoint module is imported; the tools
-    call it explicitly too)."""
-    import mmengine.runner.checkpoint
-
-    from mmlk.config_prefix import _patch_mmengine_checkpoint
-    _patch_mmengine_checkpoint(mmengine.runner.checkpoint)
-
-
-def atomic_write_bytes(data: bytes, path: str, chunk_size: int = 1 << 26) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either its old content or all of ``data``.
-
-    The bytes go to a hidden temporary file in the same directory (same file system, so the
-    rename is atomic), are flushed to disk, and only then renamed over ``path``; the directory
-    entry is synced too. A crash or ``kill -9`` at any point leaves at most the temporary file,
-    never a partial file under the final name. The temporary file is created with
-    ``O_EXCL`` under an unpredictable name (:func:`tempfile.mkstemp`: a planted file or
-    symlink cannot redirect the write) and gets the permissions a plain ``open`` would give;
-    temporary files left by writers that died (``kill -9``) are removed on the next write.
-    """
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    remove_stale_partial_files(directory)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}{_PARTIAL}{os.getpid()}-',
-                               dir=directory)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, 'wb') as f:
-            view = memoryview(data)
-            for start in range(0, len(view), chunk_size):
-                f.write(view[start:start + chunk_size])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.lexists(tmp):
-            os.remove(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def register_as_mmengine_loader(checkpoint_module) -> None:
+    """Make :func:`load_local_checkpoint` the loader of ``CheckpointLoader`` for local paths
+    (its ``''`` scheme) in ``checkpoint_module`` (``mmengine.runner.checkpoint``): every
+    ``load_checkpoint``, ``load_from``, ``--resume`` and ``Pretrained`` init after it reads
+    without running code. The module is passed in, so that this file imports nothing of
+    mmengine's runner: :mod:`mmlk.config_prefix` calls it when mmengine imports the module,
+    the tools through :func:`mmlk.utils.install_safe_checkpoint_loader`."""
+    checkpoint_module.CheckpointLoader.register_scheme(prefixes='', force=True)(
+        _mmengine_local_loader)
 
 
-_PARTIAL = '.partial-'
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def remove_stale_partial_files(directory: str) -> List[str]:
-    """Remove the temporary files (``.<name>.partial-<pid>-<random>``) of atomic writes
-    whose writer process no longer runs (killed during a save); return their paths. Files of
-    live writers, and anything not named like one, are left alone."""
-    removed = []
-    try:
-        entries = os.listdir(directory)
-    except OSError:
-        return removed
-    for name in entries:
-        if not name.startswith('.') or _PARTIAL not in name:
-            continue
-        pid = name.rsplit(_PARTIAL, 1)[1].split('-', 1)[0]
-        if not pid.isdigit() or _pid_alive(int(pid)):
-            continue
-        path = osp.join(directory, name)
-        try:
-            os.remove(path)  # a symlink is removed itself, never followed
-            removed.append(path)
-        except OSError:
-            pass
-    return removed
+def _mmengine_local_loader(filename: str, map_location=None) -> dict:
+    return load_local_checkpoint(filename, map_location)
 
 
 def save_checkpoint_file(checkpoint: Mapping, path: str) -> None:
     """``torch.save`` ``checkpoint`` to ``path`` atomically (see :func:`atomic_write_bytes`);
     a ``.safetensors`` path gets the state dict as safetensors (meta as JSON metadata)."""
     if str(path).endswith('.safetensors'):
-        from .safe_load import save_safetensors
         save_safetensors(dict(checkpoint), str(path))
         return
     with io.BytesIO() as buffer:
