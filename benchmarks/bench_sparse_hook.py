@@ -33,7 +33,7 @@ class Classifier(nn.Module):
 
 def run(size: int = 128, batch: int = 4, interval: int = 100, repeats: int = 5):
     """Dense vs sparse training step of SLaK-T; ``(results, notes)``."""
-    from mmlk.engine.sparsity import SparseEngine, select_sparse_targets
+    from mmlk.sparsity import SparseEngine, select_sparse_targets
 
     torch.manual_seed(0)
     x = torch.randn(batch, 3, size, size)

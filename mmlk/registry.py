@@ -16,7 +16,9 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPP
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmlk', locations=['mmlk.models'])
+# mmlk.engine: SparseEMA, an averaged model built by mmengine's EMAHook
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmlk',
+                  locations=['mmlk.models', 'mmlk.engine'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmlk', locations=['mmlk.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor',

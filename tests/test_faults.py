@@ -327,7 +327,7 @@ def test_skip_mode_drops_the_nan_step_and_finishes(tmp_path, imagenet_cfg):
 
 
 def test_sparse_engine_scoring_is_nan_safe():
-    from mmlk.engine.sparsity import SparseEngine, select_sparse_targets
+    from mmlk.sparsity import SparseEngine, select_sparse_targets
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(16, 32), nn.Linear(32, 8))
     engine = SparseEngine(select_sparse_targets(net, scope='model'), sparsity=0.5,
@@ -375,7 +375,7 @@ def test_nan_and_out_of_range_options_fail_when_built(build, message):
 
 
 def test_a_layer_pruned_empty_at_init_keeps_one_unit_and_is_named():
-    from mmlk.engine.sparsity import SparseEngine, select_sparse_targets
+    from mmlk.sparsity import SparseEngine, select_sparse_targets
     net = nn.Sequential(nn.Linear(4, 4), nn.Linear(64, 64))
     engine = SparseEngine(select_sparse_targets(net, scope='model'), sparsity=0.97,
                           init='uniform', update_interval=1, total_steps=10)

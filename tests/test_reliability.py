@@ -362,7 +362,7 @@ def test_sparse_seed_follows_the_run_seed(tmp_path, demo_data):
 
 # ---------------------------------------------------------------------------------- 4. options
 def test_sparse_selection_takes_a_string_as_one_pattern():
-    from mmlk.engine.sparsity import select_sparse_targets
+    from mmlk.sparsity import select_sparse_targets
 
     class Net(torch.nn.Module):
         def __init__(self):

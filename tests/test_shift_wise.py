@@ -360,7 +360,7 @@ def test_sparse_groups_prune_whole_tiles_of_the_shift_wise_convs():
     of the LoRAs (nothing else selected), SNIP densities, tiles stay whole through updates and
     the engine state round-trips."""
     from mmengine.config import Config
-    from mmlk.engine.sparsity import SparseEngine, select_sparse_targets
+    from mmlk.sparsity import SparseEngine, select_sparse_targets
     from mmlk.models.backbones import ShiftWiseNet
     from conftest import CONFIGS
     hook = next(h for h in Config.fromfile(f'{CONFIGS}/sw_t_in1k.py').custom_hooks

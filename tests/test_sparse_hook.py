@@ -247,7 +247,7 @@ def test_slak_t_config_selects_the_head_and_snip_may_keep_it_dense():
     from mmpretrain.registry import MODELS
 
     from mmlk.engine.hooks import SparseTrainingHook
-    from mmlk.engine.sparsity import SparseEngine, select_sparse_targets
+    from mmlk.sparsity import SparseEngine, select_sparse_targets
     cfg = Config.fromfile(f'{CONFIGS}/slak/slak-t_32xb128_in1k.py')
     spec = next(h for h in cfg.custom_hooks if h['type'] == 'mmlk.SparseTrainingHook')
     assert spec['scope'] == 'model' and spec['init'] == 'snip'

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from mmlk.compat import register_step_post_hook
-from mmlk.engine.sparsity import (SparseEMA, SparseEngine, allocate_densities,
-                                  cosine_prune_rate, select_sparse_targets)
+from mmlk.engine import SparseEMA
+from mmlk.sparsity import (SparseEngine, allocate_densities, cosine_prune_rate,
+                           select_sparse_targets)
 
 
 class Net(nn.Module):

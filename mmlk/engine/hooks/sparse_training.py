@@ -14,7 +14,7 @@ from mmengine.model import is_model_wrapper
 from mmlk.compat import register_step_post_hook
 from mmlk.registry import HOOKS
 from mmlk.core.validation import as_patterns, check_range
-from ..sparsity import SparseEngine, check_sparse_options, select_sparse_targets
+from mmlk.sparsity import SparseEngine, check_sparse_options, select_sparse_targets
 
 __all__ = ['SparseTrainingHook']
 
@@ -70,9 +70,9 @@ class SparseTrainingHook(Hook):
         scope: ``'backbone'`` or ``'model'`` (every layer, head included, as the official
             ImageNet engine).
         only_large_kernels, include, exclude: parameter selection, see
-            :func:`mmlk.engine.sparsity.select_sparse_targets`.
+            :func:`mmlk.sparsity.select_sparse_targets`.
         tie, tie_every: parallel copies sharing one mask (ShiftwiseConv's N_path tile convs and
-            its ``--sparse_gap``), see :class:`~mmlk.engine.sparsity.SparseEngine`.
+            its ``--sparse_gap``), see :class:`~mmlk.sparsity.SparseEngine`.
         block_shapes: ``{regex: block_shape}`` for structured (group) sparsity: one mask bit
             per block, blocks scored by their L1 norm.
         frozen: keep the zero pattern of the initial weights fixed (no updates).
@@ -82,7 +82,7 @@ class SparseTrainingHook(Hook):
         regrow_just_pruned: True (official): growth picks among all zeros of the pruned mask,
             so a unit pruned in the same update can come back with its value; False: only
             among units inactive before the update. See
-            :class:`~mmlk.engine.sparsity.SparseEngine`.
+            :class:`~mmlk.sparsity.SparseEngine`.
     """
 
     priority = 'ABOVE_NORMAL'

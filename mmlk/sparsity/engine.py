@@ -41,145 +41,17 @@ growth rule itself (candidates, values of regrown units) is the official one by 
 import math
 import re
 import warnings
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from mmlk.core.validation import as_patterns, check_range
+from mmlk.core.validation import as_patterns
 
-__all__ = [
-    'SparseTarget', 'SparseEngine', 'allocate_densities', 'check_sparse_options',
-    'cosine_prune_rate'
-]
+from .schedule import allocate_densities, check_sparse_options, cosine_prune_rate
+from .targets import SparseTarget
 
-_GROWTH = ('random', 'gradient')
-_INIT = ('snip', 'ERK', 'uniform', 'dense_pattern')
-
-
-def check_sparse_options(init: str, growth: str, sparsity: float, prune_rate: float,
-                         final_prune_rate: float = 0.005,
-                         update_interval: Optional[int] = 100,
-                         regrow_just_pruned: bool = True, tie_every: int = 1) -> None:
-    """Raise a TypeError/ValueError naming the accepted values for any unknown, mistyped or
-    out-of-range option (``update_interval`` None or 0: static masks)."""
-    if init not in _INIT:
-        raise ValueError(f'unknown sparse init {init!r}; choose from {list(_INIT)}')
-    if growth not in _GROWTH:
-        raise ValueError(f'unknown growth {growth!r}; choose from {list(_GROWTH)}')
-    # 0 would be dense training (remove the hook instead)
-    check_range(sparsity, 'sparsity', 0, 1, low_open=True, high_open=True)
-    check_range(prune_rate, 'prune_rate', 0, 1, high_open=True)
-    check_range(final_prune_rate, 'final_prune_rate', 0, 1, high_open=True)
-    if update_interval is not None:
-        check_range(update_interval, 'update_interval (optimizer steps between updates; 0 or '
-                    'None: static masks)', 0, integer=True)
-    if not isinstance(regrow_just_pruned, bool):
-        raise TypeError('regrow_just_pruned must be True (the official engine: growth may pick '
-                        'units pruned in the same update) or False (only units inactive before '
-                        f'the update), got {regrow_just_pruned!r}')
-    check_range(tie_every, 'tie_every', 1, integer=True)
-
-
-@dataclass
-class SparseTarget:
-    """One sparse parameter: its name, the tensor, and the mask granularity."""
-    name: str
-    param: nn.Parameter
-    block_shape: Tuple[int, ...]
-    mask: Tensor = field(default=None, repr=False)   # bool, shape = unit_shape
-
-    def __post_init__(self) -> None:
-        shape = tuple(self.param.shape)
-        if len(self.block_shape) != len(shape):
-            raise ValueError(f'{self.name}: block_shape {self.block_shape} does not match the '
-                             f'parameter rank {len(shape)} (shape {shape})')
-        bad = [(s, b) for s, b in zip(shape, self.block_shape) if b < 1 or s % b]
-        if bad:
-            raise ValueError(f'{self.name}: block_shape {self.block_shape} must divide the '
-                             f'parameter shape {shape}')
-        if self.mask is None:
-            self.mask = torch.ones(self.unit_shape, dtype=torch.bool, device=self.param.device)
-
-    @property
-    def unit_shape(self) -> Tuple[int, ...]:
-        return tuple(s // b for s, b in zip(self.param.shape, self.block_shape))
-
-    @property
-    def num_units(self) -> int:
-        return math.prod(self.unit_shape)
-
-    @property
-    def is_elementwise(self) -> bool:
-        return all(b == 1 for b in self.block_shape)
-
-    def expand(self, unit_tensor: Tensor) -> Tensor:
-        """A unit-shaped tensor broadcast to the parameter's shape."""
-        if self.is_elementwise:
-            return unit_tensor
-        out = unit_tensor
-        for dim, size in enumerate(self.block_shape):
-            if size > 1:
-                out = out.repeat_interleave(size, dim=dim)
-        return out
-
-    def reduce(self, tensor: Tensor) -> Tensor:
-        """Sum of ``|tensor|`` over each block: the unit-level magnitude score."""
-        if self.is_elementwise:
-            return tensor.abs()
-        view = []
-        for units, size in zip(self.unit_shape, self.block_shape):
-            view += [units, size]
-        return tensor.abs().reshape(view).sum(dim=tuple(range(1, 2 * len(self.block_shape), 2)))
-
-    def dense_mask(self, dtype: torch.dtype) -> Tensor:
-        return self.expand(self.mask).to(dtype)
-
-
-def cosine_prune_rate(step: int, total_steps: int, initial: float, final: float = 0.005) -> float:
-    """The official schedule: cosine from ``initial`` to ``final`` over ``total_steps``."""
-    progress = min(max(step, 0), total_steps) / max(total_steps, 1)
-    return final + (initial - final) * (1 + math.cos(math.pi * progress)) / 2
-
-
-def allocate_densities(targets: Sequence[SparseTarget], density: float, mode: str,
-                       scores: Optional[Sequence[Tensor]] = None) -> List[float]:
-    """Per-layer densities whose unit-weighted mean is ``density``.
-
-    * ``uniform``: every layer gets ``density``.
-    * ``ERK``: Erdos-Renyi-Kernel, density proportional to ``sum(shape) / prod(shape)``, with
-      layers that would exceed 1 made dense and the rest rescaled (Evci et al. 2020).
-    * ``snip``: SNIP scores ``|w * dL/dw|`` (per unit) ranked globally; a layer's density is the
-      fraction of its units in the global top ``density`` (Lee et al. 2019, as SLaK uses it).
-    """
-    if not 0 < density <= 1:
-        raise ValueError(f'density must be in (0, 1], got {density}')
-    sizes = [t.num_units for t in targets]
-    if mode == 'uniform':
-        return [density] * len(targets)
-    if mode == 'ERK':
-        dense = set()
-        while True:
-            budget = density * sum(sizes) - sum(sizes[i] for i in dense)
-            raw = {i: sum(t.unit_shape) / t.num_units
-                   for i, t in enumerate(targets) if i not in dense}
-            scale = budget / sum(raw[i] * sizes[i] for i in raw)
-            over = [i for i in raw if raw[i] * scale > 1]
-            if not over:
-                return [1.0 if i in dense else raw[i] * scale for i in range(len(targets))]
-            dense.update(over)
-    if mode == 'snip':
-        if scores is None:
-            raise ValueError('snip allocation needs scores')
-        flat = torch.cat([s.flatten().float() for s in scores])
-        keep = int(round(density * flat.numel()))
-        if keep == 0:
-            return [0.0] * len(targets)
-        threshold = torch.topk(flat, keep, sorted=True).values[-1]
-        return [float((s.float() >= threshold).float().mean()) for s in scores]
-    raise ValueError(f'unknown density allocation {mode!r}; choose from {list(_INIT)}')
-
+__all__ = ['SparseEngine']
 
 def _smallest(values: Tensor, k: int) -> Tensor:
     """Indices of the ``k`` smallest values (1-D), ties at the threshold broken by index.

@@ -1,13 +1,71 @@
-"""Which parameters train sparse."""
+"""What trains sparse: a parameter with its mask and mask granularity (:class:`SparseTarget`),
+and which parameters of a model are chosen (:func:`select_sparse_targets`)."""
+import math
 import re
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from mmlk.core.validation import as_patterns
-from .masks import SparseTarget
 
-__all__ = ['select_sparse_targets']
+__all__ = ['SparseTarget', 'select_sparse_targets']
+
+@dataclass
+class SparseTarget:
+    """One sparse parameter: its name, the tensor, and the mask granularity."""
+    name: str
+    param: nn.Parameter
+    block_shape: Tuple[int, ...]
+    mask: Tensor = field(default=None, repr=False)   # bool, shape = unit_shape
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.param.shape)
+        if len(self.block_shape) != len(shape):
+            raise ValueError(f'{self.name}: block_shape {self.block_shape} does not match the '
+                             f'parameter rank {len(shape)} (shape {shape})')
+        bad = [(s, b) for s, b in zip(shape, self.block_shape) if b < 1 or s % b]
+        if bad:
+            raise ValueError(f'{self.name}: block_shape {self.block_shape} must divide the '
+                             f'parameter shape {shape}')
+        if self.mask is None:
+            self.mask = torch.ones(self.unit_shape, dtype=torch.bool, device=self.param.device)
+
+    @property
+    def unit_shape(self) -> Tuple[int, ...]:
+        return tuple(s // b for s, b in zip(self.param.shape, self.block_shape))
+
+    @property
+    def num_units(self) -> int:
+        return math.prod(self.unit_shape)
+
+    @property
+    def is_elementwise(self) -> bool:
+        return all(b == 1 for b in self.block_shape)
+
+    def expand(self, unit_tensor: Tensor) -> Tensor:
+        """A unit-shaped tensor broadcast to the parameter's shape."""
+        if self.is_elementwise:
+            return unit_tensor
+        out = unit_tensor
+        for dim, size in enumerate(self.block_shape):
+            if size > 1:
+                out = out.repeat_interleave(size, dim=dim)
+        return out
+
+    def reduce(self, tensor: Tensor) -> Tensor:
+        """Sum of ``|tensor|`` over each block: the unit-level magnitude score."""
+        if self.is_elementwise:
+            return tensor.abs()
+        view = []
+        for units, size in zip(self.unit_shape, self.block_shape):
+            view += [units, size]
+        return tensor.abs().reshape(view).sum(dim=tuple(range(1, 2 * len(self.block_shape), 2)))
+
+    def dense_mask(self, dtype: torch.dtype) -> Tensor:
+        return self.expand(self.mask).to(dtype)
+
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
