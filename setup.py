@@ -61,9 +61,10 @@ setup(
     description=('Large-kernel ConvNets for OpenMMLab 2.x '
                  '(SLaK, RepLKNet, shift-wise, KernelWarehouse)'),
     packages=find_packages(include=['mmlk', 'mmlk.*']),
-    # ops/csrc: the CPU kernel's source, compiled on first use (mmlk/ops/native.py)
-    package_data={'mmlk': ['ops/csrc/*.cpp', '.mim/model-index.yml', '.mim/configs/**/*.py',
-                           '.mim/configs/**/*.yml', '.mim/tools/**/*.py', '.mim/tools/*.sh']},
+    # the CPU kernel's source, compiled on first use (mmlk/ops/depthwise/cpu_kernel.py)
+    package_data={'mmlk': ['ops/depthwise/csrc/*.cpp', '.mim/model-index.yml',
+                           '.mim/configs/**/*.py', '.mim/configs/**/*.yml',
+                           '.mim/tools/**/*.py', '.mim/tools/*.sh']},
     cmdclass={'build_py': BuildPyWithStartupHook, 'editable_wheel': EditableWheelWithStartupHook},
     # What CI tests (scripts/setup_env.sh, mmlk/compat.py): Python 3.10 + torch 2.1.2 and
     # Python 3.11 + torch 2.14.1; mmcv 2.1.0 is compiled by setup_env.sh, not required here.

@@ -1,4 +1,4 @@
-"""mmlk's depthwise op (mmlk/ops/depthwise.py) vs aten on CPU, per large-kernel layer shape of
+"""mmlk's depthwise op (mmlk/ops/depthwise/) vs aten on CPU, per large-kernel layer shape of
 SLaK-T and RepLKNet-31B at a 512x512 input (batch 1), in one process.
 
     python benchmarks/bench_depthwise.py [--batch 1] [--repeats 5] [--threads N]
@@ -33,8 +33,9 @@ SHAPES = [
 
 def run(batch: int = 1, repeats: int = 5):
     """Per-shape op vs aten times; ``(results, notes)``."""
-    from mmlk.ops import depthwise_conv2d, depthwise_impl, native
-    from mmlk.ops.depthwise import _grad_weight_grouped
+    from mmlk.ops import depthwise_conv2d, depthwise_impl
+    from mmlk.ops.depthwise import cpu_kernel
+    from mmlk.ops.depthwise.cpu_kernel import grad_weight_grouped
 
     results, errors = [], []
     for model, stage, channels, side, (kh, kw) in SHAPES:
@@ -65,15 +66,15 @@ def run(batch: int = 1, repeats: int = 5):
             return lambda: fn(x.detach(), grad, (kh, kw))
 
         times = interleaved_medians(dict(
-            fwd=forward('auto'), ours=step('auto'), aten=step('native'),
-            kernel=weight_grad(native.grad_weight), grouped=weight_grad(_grad_weight_grouped)),
+            fwd=forward('auto'), ours=step('auto'), aten=step('aten'),
+            kernel=weight_grad(cpu_kernel.grad_weight), grouped=weight_grad(grad_weight_grouped)),
             warmup=1, repeats=repeats)
         x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, weight, bias))
         F.conv2d(x64, w64, b64, padding=(kh // 2, kw // 2), groups=channels).backward(
             grad.double())
         scale = float(w64.grad.abs().max())
         err = {k: float((v.double() - w64.grad).abs().max()) / scale for k, v in saved.items()}
-        errors.append(f'{kh}x{kw} C{channels}: mmlk {err["auto"]:.1e}, aten {err["native"]:.1e}')
+        errors.append(f'{kh}x{kw} C{channels}: mmlk {err["auto"]:.1e}, aten {err["aten"]:.1e}')
         name = f'{model} stage {stage} dw {kh}x{kw}'
         shape = f'{batch}x{channels}x{side}x{side}'
         backward_ours = times['ours'] - times['fwd']

@@ -4,7 +4,7 @@
 
 Per SLaK-T and RepLKNet-31B large-kernel layer at a 224x224 input: forward at batch 1
 (inference) and forward+backward at ``--batch`` (training), Triton (``MMLK_DW_IMPL=auto`` on
-CUDA) over aten (``MMLK_DW_IMPL=native``: cuDNN or PyTorch's depthwise kernels). Then the
+CUDA) over aten (``MMLK_DW_IMPL=aten``: cuDNN or PyTorch's depthwise kernels). Then the
 whole SLaK-T and RepLKNet-31B backbones: training-step images/s (forward+backward, channels-
 last, ``--dtype`` under autocast as AmpOptimWrapper does), Triton over aten. Issue target:
 Triton >= 2x faster than cuDNN for 31x31 and 51x5 training at batch 64 (ratio <= 0.5).
@@ -51,11 +51,11 @@ def cuda_time(fn, repeats: int, warmup: int = 3) -> float:
 def _pair(fn_for_impl, repeats):
     from mmlk.ops import depthwise_impl
     times = {}
-    for impl in ('auto', 'native', 'auto', 'native'):  # interleaved, best of two rounds
+    for impl in ('auto', 'aten', 'auto', 'aten'):  # interleaved, best of two rounds
         with depthwise_impl(impl):
             t = cuda_time(fn_for_impl, repeats)
         times[impl] = min(times.get(impl, float('inf')), t)
-    return times['auto'], times['native']
+    return times['auto'], times['aten']
 
 
 def run(dtype: str = 'float16', batch: int = 64, repeats: int = 20):

@@ -4,8 +4,8 @@
 
 Prints forward and forward+backward times of SLaK-T in training form (three conv+BN
 branches) and deploy form (two biased branches, BN folded), each over ConvNeXt-T, and the
-forward+backward with mmlk's depthwise op (mmlk/ops/depthwise.py) and with aten's depthwise
-backward (MMLK_DW_IMPL=native); issue target for training: <= 2.3x ConvNeXt-T.
+forward+backward with mmlk's depthwise op (mmlk/ops/depthwise/) and with aten's depthwise
+backward (MMLK_DW_IMPL=aten); issue target for training: <= 2.3x ConvNeXt-T.
 Issue target: deploy-form forward <= 1.3x ConvNeXt-T. That target assumed a FLOPs ratio of
 about 1.1x, which is SLaK's *sparse* count (5.0G vs 4.5G at 40% sparsity); dense SLaK-T is
 8.66 vs 4.47 GMACs at 224x224 (1.94x, printed below), and a dense CPU convolution cannot skip
@@ -96,7 +96,7 @@ def run(size: int = 512, repeats: int = 5):
     slak.train()
     bwd = interleaved_medians(
         dict(convnext=forward_backward(convnext), slak=forward_backward(slak),
-             slak_aten=forward_backward(slak, 'native')), warmup=1, repeats=repeats)
+             slak_aten=forward_backward(slak, 'aten')), warmup=1, repeats=repeats)
     t_convnext, t_train, t_deploy, t_nchw = (fwd[k] for k in ('convnext', 'train', 'deploy',
                                                               'nchw'))
     tb_convnext, tb_slak, tb_aten = bwd['convnext'], bwd['slak'], bwd['slak_aten']
@@ -113,7 +113,7 @@ def run(size: int = 512, repeats: int = 5):
                fwd['stages']),
         Result(model, shape, 'forward+backward, training form', tb_slak, tb_convnext, 2.3),
         Result(model, shape, 'forward+backward, training form, aten depthwise backward '
-               '(MMLK_DW_IMPL=native, before the op)', tb_aten, tb_convnext),
+               '(MMLK_DW_IMPL=aten, before the op)', tb_aten, tb_convnext),
         Result('SLaK-T', shape, 'forward+backward: mmlk depthwise op vs aten', tb_slak, tb_aten),
     ], notes
 

@@ -1,6 +1,6 @@
 import os
 
-# Triton kernels (mmlk/ops/triton_depthwise.py) run on CPU tensors through the interpreter;
+# Triton kernels (mmlk/ops/depthwise/triton_kernels.py) run on CPU tensors through the interpreter;
 # it is read when the kernels are defined, so before anything imports them.
 os.environ.setdefault('TRITON_INTERPRET', '1')
 import os.path as osp

@@ -1,4 +1,5 @@
-"""mmlk's depthwise op (mmlk/ops/depthwise.py): forward and gradients equal aten's."""
+"""mmlk's depthwise op (mmlk/ops/depthwise/): forward and gradients equal aten's, and one
+dispatcher chooses among the backends."""
 import os
 
 import pytest
@@ -8,7 +9,8 @@ import torch.nn.functional as F
 from conftest import needs_triton_interpreter
 from mmlk.ops import (DecomposedLargeKernelConv, DepthwiseConv2d, ReparamLargeKernelConv,
                       depthwise_conv2d, depthwise_impl)
-from mmlk.ops.depthwise import DepthwiseConvFunction
+from mmlk.ops.depthwise import choose_backend, cpu_kernel
+from mmlk.ops.depthwise.function import DepthwiseConvFunction
 
 
 def aten(x, w, b):
@@ -51,7 +53,7 @@ def test_gradients_equal_aten_in_fp32(shape, bias, layout):
     weight = torch.randn(c, 1, kh, kw)
     b = torch.randn(c) if bias else None
     ours = grads(depthwise_conv2d, x, weight, b)
-    with depthwise_impl('native'):
+    with depthwise_impl('aten'):
         ref = grads(depthwise_conv2d, x, weight, b)
     for mine, theirs in zip(ours, ref):
         if theirs is None:
@@ -68,15 +70,14 @@ def test_the_fast_backward_is_used_and_closer_to_float64_than_needed():
     original = DepthwiseConvFunction.backward
 
     def spy(ctx, grad):
-        calls.append(ctx.backend)
+        calls.append(ctx.kernels)
         return original(ctx, grad)
     DepthwiseConvFunction.backward = staticmethod(spy)
     try:
         _, _, grad_w, _ = grads(depthwise_conv2d, x, weight, None)
     finally:
         DepthwiseConvFunction.backward = staticmethod(original)
-    from mmlk.ops.depthwise import CPU_BACKEND
-    assert calls == [CPU_BACKEND]
+    assert calls == [cpu_kernel.KERNELS]
     _, _, exact, _ = grads(aten, x.double(), weight.double(), None)
     assert float((grad_w.double() - exact).abs().max() / exact.abs().max()) < 1e-6
 
@@ -92,8 +93,6 @@ KERNEL_CASES = [  # (N, C, H, W, kh, kw): channel counts around the vector width
 @pytest.mark.parametrize('layout', ['nchw', 'channels_last', 'strided'])
 @pytest.mark.parametrize('threads', [1, 2])
 def test_compiled_weight_gradient_equals_float64(case, layout, threads):
-    from mmlk.ops import native
-    from mmlk.ops.depthwise import _grad_weight_grouped
     n, c, h, w_, kh, kw = case
     torch.manual_seed(0)
     x, grad = torch.randn(n, c, h, w_), torch.randn(n, c, h, w_)
@@ -106,7 +105,7 @@ def test_compiled_weight_gradient_equals_float64(case, layout, threads):
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        ours = native.grad_weight(x, grad, (kh, kw))
+        ours = cpu_kernel.grad_weight(x, grad, (kh, kw))
     finally:
         torch.set_num_threads(old)
     assert ours is not None, 'the kernel did not build on this machine'
@@ -114,15 +113,14 @@ def test_compiled_weight_gradient_equals_float64(case, layout, threads):
     scale = float(exact.abs().max())
     assert float((ours.double() - exact).abs().max()) < 1e-6 * scale
     # the grouped-convolution formulation (no compiler, other dtypes) gives the same numbers
-    grouped = _grad_weight_grouped(x, grad, (kh, kw))
+    grouped = cpu_kernel.grad_weight_grouped(x, grad, (kh, kw))
     assert float((grouped.double() - exact).abs().max()) < 1e-6 * scale
 
 
 def test_fp32_backward_uses_the_compiled_kernel(monkeypatch):
-    from mmlk.ops import native
     calls = []
-    original = native.grad_weight
-    monkeypatch.setattr(native, 'grad_weight', lambda *a: calls.append(a[2]) or original(*a))
+    original = cpu_kernel.grad_weight
+    monkeypatch.setattr(cpu_kernel, 'grad_weight', lambda *a: calls.append(a[2]) or original(*a))
     x = torch.randn(1, 4, 12, 12, requires_grad=True)
     w = torch.randn(4, 1, 11, 5, requires_grad=True)
     depthwise_conv2d(x, w).sum().backward()
@@ -133,34 +131,33 @@ def test_fp32_backward_uses_the_compiled_kernel(monkeypatch):
 
 
 def test_kernel_build_is_cached_and_a_missing_compiler_falls_back(monkeypatch, tmp_path):
-    from mmlk.ops import native
     monkeypatch.setenv('MMLK_CACHE_DIR', str(tmp_path))
-    monkeypatch.setattr(native, '_library', None)
-    monkeypatch.setattr(native, '_failed', False)
+    monkeypatch.setattr(cpu_kernel, '_library', None)
+    monkeypatch.setattr(cpu_kernel, '_failed', False)
     runs = []
-    real_run = native.subprocess.run
-    monkeypatch.setattr(native.subprocess, 'run', lambda cmd, **k: runs.append(cmd) or real_run(
+    real_run = cpu_kernel.subprocess.run
+    monkeypatch.setattr(cpu_kernel.subprocess, 'run', lambda cmd, **k: runs.append(cmd) or real_run(
         cmd, **k))
-    assert native.load() is not None
+    assert cpu_kernel.load() is not None
     built = list((tmp_path / 'kernels').iterdir())
     assert len(built) == 1 and built[0].suffix == '.so'  # no temporary file left behind
     assert sum('-o' in cmd for cmd in runs) == 1
-    monkeypatch.setattr(native, '_library', None)  # a new process: loads the cached build
-    assert native.load() is not None
+    monkeypatch.setattr(cpu_kernel, '_library', None)  # a new process: loads the cached build
+    assert cpu_kernel.load() is not None
     assert sum('-o' in cmd for cmd in runs) == 1
     monkeypatch.undo()
 
     # no compiler: one warning, then the grouped formulation gives the same gradient
-    monkeypatch.setattr(native, '_library', None)
-    monkeypatch.setattr(native, '_failed', False)
-    monkeypatch.setattr(native, '_compiler', lambda: None)
+    monkeypatch.setattr(cpu_kernel, '_library', None)
+    monkeypatch.setattr(cpu_kernel, '_failed', False)
+    monkeypatch.setattr(cpu_kernel, '_compiler', lambda: None)
     with pytest.warns(UserWarning, match='no C\\+\\+ compiler'):
-        assert native.load() is None
+        assert cpu_kernel.load() is None
     torch.manual_seed(0)
     x, w = torch.randn(2, 3, 10, 10), torch.randn(3, 1, 9, 5)
     _, _, fallback, _ = grads(depthwise_conv2d, x, w, None)
     monkeypatch.undo()
-    with depthwise_impl('native'):
+    with depthwise_impl('aten'):
         _, _, reference, _ = grads(depthwise_conv2d, x, w, None)
     torch.testing.assert_close(fallback, reference, rtol=1e-5, atol=1e-5)
 
@@ -170,8 +167,7 @@ def test_kernel_runs_on_torchs_own_openmp_runtime():
     torch already loaded (torch 2.1's wheel bundles it as ``libgomp-<hash>.so.1`` with that
     soname): one OpenMP team in the process on every stack, and one cached build serves them
     all (the build uses no torch header)."""
-    from mmlk.ops import native
-    if native.load() is None:
+    if cpu_kernel.load() is None:
         pytest.skip('no C++ compiler: the kernel is not built')
 
     with open('/proc/self/maps') as f:
@@ -222,8 +218,15 @@ def test_bad_kernels_and_impl_names_are_refused(monkeypatch):
     with pytest.raises(ValueError, match='4 channels'):
         depthwise_conv2d(torch.randn(1, 3, 8, 8), torch.randn(4, 1, 5, 5))
     monkeypatch.setenv('MMLK_DW_IMPL', 'fast')
-    with pytest.raises(ValueError, match='accepted: auto, native, triton'):
+    with pytest.raises(ValueError, match='accepted: auto, triton, cpu_kernel, aten'):
         depthwise_conv2d(x, torch.randn(4, 1, 5, 5))
+    # 0.2's name for aten is refused with the new one, not taken for another backend
+    monkeypatch.setenv('MMLK_DW_IMPL', 'native')
+    with pytest.raises(ValueError, match="renamed: use 'aten'"):
+        depthwise_conv2d(x, torch.randn(4, 1, 5, 5))
+    with pytest.raises(ValueError, match="renamed: use 'aten'"):
+        with depthwise_impl('native'):
+            pass
 
 
 def test_module_is_a_conv2d_and_falls_back_for_other_configurations():
@@ -253,7 +256,7 @@ def test_with_cp_and_sparse_masks_keep_the_gradients():
             out.square().mean().backward()
         return [p.grad.clone() for p in layer.parameters()]
 
-    reference = run('native', False)
+    reference = run('aten', False)
     for cp in (False, True):
         for mine, theirs in zip(run('auto', cp), reference):
             torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
@@ -306,8 +309,48 @@ def test_triton_kernels_equal_aten_under_the_interpreter(case):
         assert float((mine - exact).abs().max()) <= tol * scale, (mine - exact).abs().max()
 
 
+def test_the_dispatcher_picks_the_first_backend_that_supports_the_call():
+    cpu = torch.randn(1, 2, 8, 8)
+    assert choose_backend(cpu, 35, needs_grad=True).name == 'cpu_kernel'
+    # inference, or kernels below 5x5: aten's forward/backward is the same op and faster there
+    assert choose_backend(cpu, 35, needs_grad=False).name == 'aten'
+    assert choose_backend(cpu, 9, needs_grad=True).name == 'aten'
+    assert choose_backend(cpu.to(torch.int32), 35, needs_grad=True).name == 'aten'
+    # the table, in order: Triton for CUDA tensors only, the CPU kernel for CPU ones, aten for all
+    from mmlk.ops.depthwise import BACKENDS
+    assert [b.name for b in BACKENDS] == ['triton', 'cpu_kernel', 'aten']
+    triton, cpu_backend, aten_backend = BACKENDS
+    assert triton.devices == ('cuda', ) and not triton.supports(cpu, 35, True)
+    meta = torch.empty(1, 2, 8, 8, device='meta')  # any other device
+    assert not cpu_backend.supports(meta, 35, True) and aten_backend.supports(meta, 35, True)
+    # a named backend runs every call
+    assert choose_backend(cpu, 9, needs_grad=False, impl='cpu_kernel').name == 'cpu_kernel'
+
+
+def test_an_auto_backend_that_fails_warns_once_and_the_next_one_is_used(monkeypatch):
+    from mmlk.ops.depthwise import dispatch
+    backend = next(b for b in dispatch.BACKENDS if b.name == 'cpu_kernel')
+
+    def broken(*args):
+        raise RuntimeError('no kernel for this machine')
+    monkeypatch.setattr(backend, 'load', lambda: cpu_kernel.KERNELS._replace(forward=broken))
+    monkeypatch.setattr(backend, 'usable', None)
+    torch.manual_seed(0)
+    x, w = torch.randn(1, 3, 10, 10), torch.randn(3, 1, 9, 5)
+    with pytest.warns(UserWarning, match='cpu_kernel backend failed'):
+        _, _, fallback, _ = grads(depthwise_conv2d, x, w, None)
+    assert backend.usable is False
+    _, _, reference, _ = grads(aten, x, w, None)
+    torch.testing.assert_close(fallback, reference)
+    monkeypatch.setenv('MMLK_DW_IMPL', 'cpu_kernel')  # named explicitly: the error surfaces
+    monkeypatch.setattr(backend, 'usable', None)
+    with pytest.raises(RuntimeError, match='no kernel for this machine'):
+        grads(depthwise_conv2d, x, w, None)
+
+
 def test_triton_is_not_used_for_cpu_tensors_in_auto_mode(monkeypatch):
-    import mmlk.ops.depthwise as op
-    monkeypatch.setattr(op, '_triton', lambda *a, **k: pytest.fail('Triton on a CPU tensor'))
+    from mmlk.ops.depthwise import dispatch
+    triton = next(b for b in dispatch.BACKENDS if b.name == 'triton')
+    monkeypatch.setattr(triton, 'load', lambda: pytest.fail('Triton on a CPU tensor'))
     x = torch.randn(1, 2, 8, 8, requires_grad=True)
     depthwise_conv2d(x, torch.randn(2, 1, 7, 7)).sum().backward()

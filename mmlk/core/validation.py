@@ -1,9 +1,10 @@
 """Option checks with messages that say what was given and what is accepted."""
 import math
 import numbers
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
-__all__ = ['as_patterns', 'check_range', 'check_int_sequence']
+__all__ = ['as_patterns', 'check_int_sequence', 'check_kernel_pair', 'check_odd_kernel',
+           'check_range']
 
 
 def as_patterns(value: Union[None, str, Sequence[str]], name: str) -> List[str]:
@@ -51,3 +52,32 @@ def check_int_sequence(value, name: str, length: Optional[int] = None) -> List[i
     if length is not None and len(value) != length:
         raise ValueError(f'{name} must have {length} entries, got {len(value)}: {list(value)}')
     return [int(v) for v in value]
+
+
+def _check_odd_side(value, name: str) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0 \
+            or value % 2 == 0:
+        raise ValueError(f'{name} must be an odd positive int (e.g. 51, 13, 5), got {value!r}')
+    return int(value)
+
+
+def check_odd_kernel(value: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
+    """``(kh, kw)`` from an int or a pair of odd positive ints, else a ValueError. Odd sides
+    make "same" padding exact and centred, which every large-kernel op, its decomposition and
+    its re-parameterisation rely on."""
+    sides = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
+    if len(sides) != 2:
+        raise ValueError(f'{name} must be an int or (kh, kw), got {value!r}')
+    return _check_odd_side(sides[0], name), _check_odd_side(sides[1], name)
+
+
+def check_kernel_pair(long_side: int, short_side: int, long_name: str = 'large kernel',
+                      short_name: str = 'small kernel', allow_equal: bool = False) -> None:
+    """Both sides odd positive ints and ``short_side < long_side`` (``<=`` with
+    ``allow_equal``), else a ValueError naming the accepted values."""
+    _check_odd_side(long_side, long_name)
+    _check_odd_side(short_side, short_name)
+    if short_side > long_side or (short_side == long_side and not allow_equal):
+        relation = 'cannot exceed' if allow_equal else 'must be smaller than'
+        raise ValueError(f'the {short_name} ({short_side}) {relation} the {long_name} '
+                         f'({long_side}); e.g. SLaK uses 51 with 5, RepLKNet 31 with 5')

@@ -8,44 +8,19 @@
   ("tall") and an N x M ("wide") depthwise kernel plus an N x N one, each with its own BN.
 
 Both merge through :mod:`mmlk.ops.reparam`, run on channels-last data (see
-:func:`to_depthwise_layout`) and compute every depthwise kernel, training and deploy form,
-with :mod:`mmlk.ops.depthwise` (its fast backward, and Triton on GPUs).
+:func:`mmlk.ops.depthwise.to_depthwise_layout`) and compute every depthwise kernel, training
+and deploy form, with :mod:`mmlk.ops.depthwise` (its fast backward, and Triton on GPUs).
 """
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
-from .depthwise import same_depthwise
+from mmlk.core.validation import check_kernel_pair
+
+from .depthwise import same_depthwise, to_depthwise_layout
 from .reparam import ConvBN, merge_branches
 
-__all__ = ['DecomposedLargeKernelConv', 'ReparamLargeKernelConv', 'check_kernel_pair',
-           'to_depthwise_layout']
-
-
-def to_depthwise_layout(x: Tensor) -> Tensor:
-    """Return ``x`` channels-last (a no-op when it already is).
-
-    oneDNN's CPU depthwise convolution is 3-4x faster on channels-last data for SLaK's M x 5 /
-    5 x M kernels and 7-10x for RepLKNet's 13x13...31x31 ones (benchmarks/bench_slak.py,
-    benchmarks/bench_replknet.py). The following 1x1 convs, BNs and ConvNeXt's NHWC linears
-    keep or want that layout, so a backbone pays the copy once, at its first large kernel.
-    """
-    return x.contiguous(memory_format=torch.channels_last)
-
-
-def check_kernel_pair(long_side: int, short_side: int) -> None:
-    """Raise a ValueError unless ``long_side > short_side`` are both odd positive ints.
-
-    Odd sizes make "same" padding exact and centred, which the decomposition and its
-    re-parameterisation rely on.
-    """
-    for name, k in (('large kernel', long_side), ('small kernel', short_side)):
-        if not isinstance(k, int) or k <= 0 or k % 2 == 0:
-            raise ValueError(f'{name} must be an odd positive int (e.g. 51, 13, 5), got {k!r}')
-    if short_side >= long_side:
-        raise ValueError(f'the small kernel ({short_side}) must be smaller than the large one '
-                         f'({long_side}); e.g. SLaK uses 51 with 5, RepLKNet 31 with 5')
+__all__ = ['DecomposedLargeKernelConv', 'ReparamLargeKernelConv']
 
 
 class DecomposedLargeKernelConv(nn.Module):

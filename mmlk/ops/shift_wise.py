@@ -27,7 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .depthwise import depthwise_conv2d
+from mmlk.core.validation import check_kernel_pair
+
+from .depthwise import depthwise_conv2d, to_depthwise_layout
+from .reparam import ConvBN, fuse_conv_bn, merge_branches
 
 __all__ = ['tile_starts', 'shift_add_strip', 'shift_add_small', 'strip_to_tiles',
            'tiles_to_strip', 'ShiftWiseLargeKernelConv', 'ShiftWiseConv', 'replica_tables',
@@ -36,19 +39,14 @@ __all__ = ['tile_starts', 'shift_add_strip', 'shift_add_small', 'strip_to_tiles'
 ANCHORS = ('official', 'centred')
 
 
-def _check(long_side: int, small_kernel: int) -> int:
-    for name, k in (('long kernel side', long_side), ('small kernel', small_kernel)):
-        if not isinstance(k, int) or k <= 0 or k % 2 == 0:
-            raise ValueError(f'{name} must be an odd positive int, got {k!r}')
-    if small_kernel > long_side:
-        raise ValueError(f'the small kernel ({small_kernel}) cannot exceed the long side '
-                         f'({long_side})')
+def _num_tiles(long_side: int, small_kernel: int) -> int:
+    check_kernel_pair(long_side, small_kernel, 'long kernel side', allow_equal=True)
     return math.ceil(long_side / small_kernel)
 
 
 def tile_starts(long_side: int, small_kernel: int, anchor: str = 'official') -> List[int]:
     """Long-side offset (relative to the output pixel) of the first column of each tile."""
-    nk = _check(long_side, small_kernel)
+    nk = _num_tiles(long_side, small_kernel)
     if anchor == 'official':
         first = -(long_side // 2)
     elif anchor == 'centred':
@@ -200,8 +198,7 @@ class ShiftWiseLargeKernelConv(nn.Module):
         super().__init__()
         from mmcv.cnn import build_norm_layer
 
-        from .reparam import ConvBN
-        self.num_tiles = _check(kernel_size, small_kernel)
+        self.num_tiles = _num_tiles(kernel_size, small_kernel)
         if small_kernel >= kernel_size:
             raise ValueError(f'the small kernel ({small_kernel}) must be smaller than the long '
                              f'side ({kernel_size})')
@@ -224,7 +221,6 @@ class ShiftWiseLargeKernelConv(nn.Module):
         """The tall and wide strip responses (before their BNs)."""
         k, nk = self.small_kernel, self.num_tiles
         if self.impl == 'dense':
-            from .large_kernel import to_depthwise_layout
             x = to_depthwise_layout(x)
             tiles = self.tiles.weight.view(self.channels, 2, nk, k, k)
             tall, pad = centred_strip(tiles[:, 0], self.starts, k, horizontal=False)
@@ -247,7 +243,6 @@ class ShiftWiseLargeKernelConv(nn.Module):
         map, so it scales every tile of its channel) and the small branch's BN into its conv."""
         if self.deploy:
             return
-        from .reparam import fuse_conv_bn
         k, nk = self.small_kernel, self.num_tiles
         tiles = self.tiles.weight.detach().reshape(self.channels, 2, nk * k, k)
         tall, tall_bias = fuse_conv_bn(tiles[:, 0, None], self.bn_tall)
@@ -393,7 +388,7 @@ class ShiftWiseConv(nn.Module):
         if num_paths < 1 or num_replicas < 1:
             raise ValueError(f'num_paths and num_replicas must be >= 1, got {num_paths} and '
                              f'{num_replicas}')
-        self.num_tiles = _check(kernel_size, small_kernel)
+        self.num_tiles = _num_tiles(kernel_size, small_kernel)
         self.channels, self.kernel_size, self.small_kernel = channels, kernel_size, small_kernel
         self.starts = tile_starts(kernel_size, small_kernel, anchor)
         rep, ghost = ghost_split(channels, ghost_ratio, seed)
@@ -436,7 +431,6 @@ class ShiftWiseConv(nn.Module):
         """The horizontal, vertical and small outputs before their BNs."""
         size, k = x_rep.shape[-2:], self.small_kernel
         if self.impl == 'dense':
-            from .large_kernel import to_depthwise_layout
             x_rep = to_depthwise_layout(x_rep)
             tiles_h, tiles_v, small = self.merged_tiles(sum(conv.weight for conv in self.LoRAs))
             strip_h, pad = centred_strip(tiles_h, self.starts, k, horizontal=True)
@@ -461,8 +455,6 @@ class ShiftWiseConv(nn.Module):
             # CPU, benchmarks/bench_shiftwise.py). The centred k x k kernel (identity and bias
             # included) merges into the horizontal strip through the shared reparam utility:
             # two convs in all.
-            from .large_kernel import to_depthwise_layout
-            from .reparam import merge_branches
             x_rep = to_depthwise_layout(x_rep)
             strip_h, strip_v, pad = self.dense_strips()
             kernel_h, bias = merge_branches([(strip_h, torch.zeros_like(self.small.bias)),
@@ -488,7 +480,6 @@ class ShiftWiseConv(nn.Module):
     def switch_to_deploy(self) -> None:
         if self.deploy:
             return
-        from .reparam import fuse_conv_bn
         k, nk = self.small_kernel, self.num_tiles
         weight = sum(conv.weight.detach() for conv in self.LoRAs)  # the paths are linear
         merged_h, merged_v, small = self.merged_tiles(weight)

@@ -1,4 +1,4 @@
-"""Triton kernels of mmlk's depthwise op (:mod:`mmlk.ops.depthwise`) for GPUs.
+"""The ``triton`` backend: Triton kernels of mmlk's depthwise op for GPUs.
 
 PyTorch's CUDA depthwise kernels are slow for 31x31 and 51x5 kernels in training (the reason
 the official SLaK/RepLKNet code ships an implicit-GEMM CUDA extension). torch's CUDA build
@@ -24,9 +24,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .depthwise import DepthwiseBackend, DepthwiseConvFunction
+from .function import DepthwiseKernels
 
-__all__ = ['triton_depthwise_conv2d']
+__all__ = ['KERNELS']
 
 
 @triton.jit
@@ -125,10 +125,4 @@ def _weight_grad(x: Tensor, grad: Tensor, kernel_size) -> Tensor:
     return partial.sum(0).unsqueeze(1)
 
 
-TRITON_BACKEND = DepthwiseBackend(_forward, _weight_grad)
-
-
-def triton_depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-    """"Same"-padded stride-1 depthwise conv with the Triton kernels (checked arguments come
-    from :func:`mmlk.ops.depthwise.depthwise_conv2d`)."""
-    return DepthwiseConvFunction.apply(x, weight, bias, TRITON_BACKEND)
+KERNELS = DepthwiseKernels(_forward, _weight_grad)
