@@ -24,7 +24,7 @@ install_safe_checkpoint_loader()
 from mmengine.config import Config, ConfigDict  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
-from mmengine.model import is_model_wrapper  # noqa: E402
+from mmlk.engine.model_wrappers import unwrap_model  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
@@ -133,7 +133,7 @@ def main() -> None:
         if args.checkpoint is None:
             # Runner.test() loads weights but never runs init_weights: do it, so the baseline
             # is the model exactly as training would start from it.
-            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            model = unwrap_model(runner.model)
             init_weights_quietly(model)
         metrics = runner.test()
     if not is_main_process():  # every rank has the metrics; rank 0 writes them

@@ -14,12 +14,13 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 from mmengine.dist import is_main_process
 from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.model import is_model_wrapper
 
 from mmlk.core.checkpoint_io import (CheckpointMismatchError, atomic_write_bytes,
                                           compare_state_dicts, state_dict_container)
-from mmlk.registry import HOOKS
 from mmlk.core.validation import as_patterns
+from mmlk.registry import HOOKS
+
+from ..model_wrappers import unwrap_model
 
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'StrictLoadHook', 'checkpoint_being_loaded'
@@ -169,7 +170,7 @@ class StrictLoadHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         path = checkpoint_being_loaded(runner)
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         if not isinstance(checkpoint.get('state_dict'), dict):
             raise CheckpointMismatchError(
                 f'{path} is not an mmengine checkpoint (it has no state_dict; top-level keys: '

@@ -2,11 +2,12 @@
 from typing import Optional
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
+from mmlk.core.validation import check_range
 from mmlk.ops import set_kw_temperature
 from mmlk.registry import HOOKS
-from mmlk.core.validation import check_range
+
+from ..model_wrappers import unwrap_model
 
 __all__ = ['KWTemperatureHook', 'kw_temperature']
 
@@ -55,7 +56,7 @@ class KWTemperatureHook(Hook):
         return self.epochs * len(runner.train_dataloader)
 
     def _set(self, runner, temperature: float) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         if set_kw_temperature(model, temperature) == 0:
             raise RuntimeError('KWTemperatureHook: the model has no KernelWarehouse attention '
                                '(no mmlk KW backbone); remove the hook or use a KW backbone')

@@ -10,10 +10,11 @@ from typing import Dict, List, Optional
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 
 from mmlk.registry import HOOKS
+
+from ..model_wrappers import unwrap_model
 
 __all__ = ['NonFiniteGradientError', 'NonFiniteGuardHook', 'first_non_finite_gradient']
 
@@ -64,7 +65,7 @@ class NonFiniteGuardHook(Hook):
         self.skipped = 0
 
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         names: Dict[int, str] = {id(p): n for n, p in model.named_parameters()}
         wrappers = (runner.optim_wrapper.values() if isinstance(runner.optim_wrapper,
                                                                 OptimWrapperDict)

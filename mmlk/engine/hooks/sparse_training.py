@@ -9,12 +9,13 @@ from typing import Dict, Optional, Sequence
 import torch
 from mmengine.dist import broadcast
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmlk.compat import register_step_post_hook
-from mmlk.registry import HOOKS
 from mmlk.core.validation import as_patterns, check_range
+from mmlk.registry import HOOKS
 from mmlk.sparsity import SparseEngine, check_sparse_options, select_sparse_targets
+
+from ..model_wrappers import unwrap_model
 
 __all__ = ['SparseTrainingHook']
 
@@ -26,7 +27,7 @@ def _loads_weights(runner) -> bool:
     ``init_cfg`` anywhere in the model."""
     if runner.cfg.get('load_from'):
         return True
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model = unwrap_model(runner.model)
     for module in model.modules():
         init_cfg = getattr(module, 'init_cfg', None)
         for cfg in init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]:
@@ -133,7 +134,7 @@ class SparseTrainingHook(Hook):
     # ------------------------------------------------------------------ set-up
     @staticmethod
     def _unwrap(model):
-        return model.module if is_model_wrapper(model) else model
+        return unwrap_model(model)
 
     def before_train(self, runner) -> None:
         model = self._unwrap(runner.model)

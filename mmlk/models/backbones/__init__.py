@@ -1,6 +1,8 @@
 from .base import LargeKernelBackbone
 from .convnext_skeleton import ConvNeXtBlock, ConvNeXtSkeleton
-from .kernel_warehouse import KWConvNeXt, KWMobileNetV2, KWResNet
+from .kw_convnext import KWConvNeXt
+from .kw_mobilenet_v2 import KWMobileNetV2
+from .kw_resnet import KWResNet
 from .replknet import RepLKNet
 from .shift_wise import ShiftWiseConvNeXt, ShiftWiseNet
 from .slak import SLaK

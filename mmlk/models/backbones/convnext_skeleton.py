@@ -12,14 +12,15 @@ import re
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmlk.models.utils.activation_checkpoint import checkpointed
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
 
-from mmlk.ops import LayerNorm2d
 from mmlk.core.validation import check_int_sequence
+from mmlk.ops import LayerNorm2d
+
+from ..utils import checkpointed
 from .base import LargeKernelBackbone
 
 __all__ = ['ConvNeXtBlock', 'ConvNeXtSkeleton', 'resolve_arch', 'split_kernel_sizes']

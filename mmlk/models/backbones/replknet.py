@@ -13,7 +13,6 @@ run on channels-last data (7-10x faster on CPU, benchmarks/bench_replknet.py).
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from mmlk.models.utils.activation_checkpoint import checkpointed
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
@@ -22,8 +21,10 @@ from torch import Tensor, nn
 from mmlk.ops import (ConvBN, ReparamLargeKernelConv, fold_conv_bn_state, switch_to_deploy,
                       to_depthwise_layout)
 from mmlk.ops.reparam import fold_bn_into_next_conv, fold_pre_bn_state
-from mmlk.registry import MODELS
 from mmlk.core.checkpoint_io import CheckpointMismatchError
+from mmlk.registry import MODELS
+
+from ..utils import checkpointed
 from .base import LargeKernelBackbone, require_upstream_value
 from .convnext_skeleton import resolve_arch
 

@@ -1,19 +1,20 @@
 """Shift-wise backbones (Li et al.): the 2024 "Shift-ConvNets" design on SLaK's network
 (:class:`ShiftWiseConvNeXt`) and the released CVPR 2025 "ShiftwiseConv" SW-T
 (:class:`ShiftWiseNet`). Both use the shared ConvNeXt skeleton's stage layout and API."""
+import copy
 from typing import Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
-from mmlk.models.utils.activation_checkpoint import checkpointed
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from mmlk.ops import LayerNorm2d, ShiftWiseLargeKernelConv
+from mmlk.ops import DecomposedLargeKernelConv, LayerNorm2d, ShiftWiseLargeKernelConv
 from mmlk.ops.shift_wise import ShiftWiseConv
 from mmlk.registry import MODELS
+
+from ..utils import GRN, SEBlock, checkpointed
 from .convnext_skeleton import ConvNeXtSkeleton, resolve_arch, split_kernel_sizes
 from .slak import SLaK
 
@@ -49,8 +50,6 @@ class ShiftWiseConvNeXt(SLaK):
     def from_slak(cls, slak: SLaK) -> 'ShiftWiseConvNeXt':
         """The equ-SLaK network: every decomposed kernel converted exactly, everything else
         copied. ``slak`` must be in training form."""
-        import copy
-        from mmlk.ops import DecomposedLargeKernelConv
         converted = copy.deepcopy(slak)
         converted.__class__ = cls
         converted.anchor, converted.impl = 'official', 'dense'
@@ -70,34 +69,6 @@ class _ToChannelsLast(nn.Module):
 class _ToChannelsFirst(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return x.permute(0, 3, 1, 2)
-
-
-class GRN(nn.Module):
-    """Global response normalisation on NHWC tensors (ConvNeXt V2, Woo et al. 2023), as
-    UniRepLKNet and ShiftwiseConv use it: ``x + gamma * (x * Nx) + beta``."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.gamma = nn.Parameter(torch.zeros(1, 1, 1, channels))
-        self.beta = nn.Parameter(torch.zeros(1, 1, 1, channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        gx = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
-        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
-        return self.gamma * (x * nx) + self.beta + x
-
-
-class SEBlock(nn.Module):
-    """Squeeze-and-excitation with 1x1 convs ``down``/``up`` (UniRepLKNet's, names kept)."""
-
-    def __init__(self, channels: int, hidden: int) -> None:
-        super().__init__()
-        self.down = nn.Conv2d(channels, hidden, 1)
-        self.up = nn.Conv2d(hidden, channels, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        w = torch.sigmoid(self.up(F.relu(self.down(F.adaptive_avg_pool2d(x, 1)))))
-        return x * w
 
 
 class ShiftWiseBlock(BaseModule):
