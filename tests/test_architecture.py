@@ -9,8 +9,6 @@ import subprocess
 import sys
 from typing import Dict, List, Set, Tuple
 
-import pytest
-
 from conftest import LARGE_FILE_BYTES, drop_large_files
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -202,8 +200,3 @@ def test_large_files_of_a_passed_test_are_dropped_and_the_rest_kept(tmp_path):
         assert not big.exists() and small.exists() and outside.exists()
     finally:
         outside.unlink()
-
-
-@pytest.mark.parametrize('name', ['native', 'ops/native.py'])
-def test_the_old_names_are_gone(name):
-    assert not osp.exists(osp.join(PACKAGE, name))
