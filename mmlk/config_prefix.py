@@ -129,9 +129,9 @@ def _patch_mim_search(module) -> None:
 
 
 def _patch_mmengine_checkpoint(module) -> None:
-    # imported here, when mmengine's runner (and with it torch) is being imported anyway:
-    # this module runs at every interpreter start (mmlk-config-prefix.pth) and stays light
-    from mmlk.core.checkpoint_io import register_as_mmengine_loader
+    # imported here, not at the top: this module runs at every interpreter start
+    # (mmlk-config-prefix.pth) and stays light; the loader itself is imported at the first read
+    from mmlk.core.mmengine_loader import register_as_mmengine_loader
     register_as_mmengine_loader(module)
 
 

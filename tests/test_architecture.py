@@ -186,6 +186,20 @@ def test_building_a_backbone_loads_neither_the_engine_nor_the_tools():
     assert out == '[]', out
 
 
+def test_importing_mmengines_runner_loads_only_the_light_loader_hook():
+    """mmlk-config-prefix.pth makes mmlk's safe loader mmengine's in every process where mmlk
+    is installed; importing mmengine's runner must not load mmlk's checkpoint code (nor its
+    stack check) until a checkpoint is read."""
+    code = ('import sys, mmengine.runner.checkpoint as c; '
+            'print(c.CheckpointLoader._schemes[""].__module__); '
+            'print(sorted(m for m in sys.modules if m.startswith("mmlk")))')
+    out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()[-2:]
+    assert out[0] == 'mmlk.core.mmengine_loader'
+    assert out[1] == str(['mmlk', 'mmlk.config_prefix', 'mmlk.core', 'mmlk.core.mmengine_loader',
+                          'mmlk.version'])
+
+
 # --- what a run leaves on disk (tests/conftest.py) --------------------------------------------
 def test_large_files_of_a_passed_test_are_dropped_and_the_rest_kept(tmp_path):
     big, small = tmp_path / 'w' / 'epoch_1.pth', tmp_path / 'w' / 'scalars.json'

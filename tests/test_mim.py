@@ -127,7 +127,7 @@ def wheel_site(tmp_path_factory):
     # stale files would enter the next wheel.
     source = out / 'source'
     shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
-        '.venv', '.git', 'build', 'work_dirs', 'data', '*.egg-info', '__pycache__',
+        '.venv*', '.git', 'build', 'work_dirs', 'data', '*.egg-info', '__pycache__',
         'checkpoints'))
     subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
                     '--no-build-isolation', '-w', str(out), str(source)], check=True,
@@ -149,7 +149,8 @@ def test_wheel_ships_configs_tools_model_index_and_the_startup_hook(wheel_site):
         path = osp.join(mim, relative)
         assert osp.isfile(path) and not osp.islink(path), relative
     # the CPU weight-gradient kernel's source, compiled on first use
-    assert osp.isfile(osp.join(wheel_site, 'mmlk', 'ops', 'csrc', 'depthwise_grad_weight.cpp'))
+    assert osp.isfile(osp.join(wheel_site, 'mmlk', 'ops', 'depthwise', 'csrc',
+                               'depthwise_grad_weight.cpp'))
     shipped = {osp.relpath(p, osp.join(mim, 'configs'))
                for p in glob.glob(osp.join(mim, 'configs', '**', '*.py'), recursive=True)}
     in_repo = {osp.relpath(p, osp.join(REPO, 'configs'))

@@ -23,7 +23,7 @@ from .safe_load import UnsafeCheckpointError, safe_torch_load, save_safetensors
 
 __all__ = [
     'CheckpointMismatchError', 'CheckpointReadError', 'atomic_write_bytes', 'check_checkpoint_file',
-    'remove_stale_partial_files', 'load_local_checkpoint', 'register_as_mmengine_loader',
+    'remove_stale_partial_files', 'load_local_checkpoint',
     'UnsafeCheckpointFileError',
     'save_checkpoint_file', 'state_dict_container', 'load_checkpoint_file', 'unwrap_state_dict',
     'strip_prefix', 'compare_state_dicts', 'load_state_dict_checked', 'convert_to_mmlk'
@@ -147,7 +147,7 @@ def load_local_checkpoint(filename: str, map_location=None, trust: Optional[bool
                           **load_kwargs):
     """The one checkpoint loader of mmlk, also mmengine's for local files (``load_from``,
     ``--resume``, test checkpoints, ``load_checkpoint``, ``Pretrained`` inits) once
-    :func:`register_as_mmengine_loader` ran (``import mmlk`` does).
+    :func:`mmlk.core.mmengine_loader.register_as_mmengine_loader` ran (``import mmlk`` does).
 
     Loads without running code (:func:`.safe_load.safe_torch_load`: an allow-list of the
     types real checkpoints hold; ``.safetensors`` files hold none), unless ``trust`` (or the
@@ -169,21 +169,6 @@ def load_local_checkpoint(filename: str, map_location=None, trust: Optional[bool
         raise CheckpointReadError(f'{filename}: cannot be read as a checkpoint '
                                   f'({osp.getsize(filename)} bytes; {type(err).__name__}: '
                                   f'{str(err).splitlines()[0] if str(err) else ""})') from None
-
-
-def register_as_mmengine_loader(checkpoint_module) -> None:
-    """Make :func:`load_local_checkpoint` the loader of ``CheckpointLoader`` for local paths
-    (its ``''`` scheme) in ``checkpoint_module`` (``mmengine.runner.checkpoint``): every
-    ``load_checkpoint``, ``load_from``, ``--resume`` and ``Pretrained`` init after it reads
-    without running code. The module is passed in, so that this file imports nothing of
-    mmengine's runner: :mod:`mmlk.config_prefix` calls it when mmengine imports the module,
-    the tools through :func:`mmlk.utils.install_safe_checkpoint_loader`."""
-    checkpoint_module.CheckpointLoader.register_scheme(prefixes='', force=True)(
-        _mmengine_local_loader)
-
-
-def _mmengine_local_loader(filename: str, map_location=None) -> dict:
-    return load_local_checkpoint(filename, map_location)
 
 
 def save_checkpoint_file(checkpoint: Mapping, path: str) -> None:

@@ -8,8 +8,8 @@ import mmengine.runner.checkpoint
 from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
 
-from mmlk.core.checkpoint_io import (CheckpointMismatchError, CheckpointReadError,
-                                     register_as_mmengine_loader)
+from mmlk.core.checkpoint_io import CheckpointMismatchError, CheckpointReadError
+from mmlk.core.mmengine_loader import register_as_mmengine_loader
 from mmlk.core.safe_load import trust_checkpoints
 from mmlk.engine.hooks.non_finite import NonFiniteGradientError
 
