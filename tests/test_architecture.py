@@ -9,6 +9,8 @@ import subprocess
 import sys
 from typing import Dict, List, Set, Tuple
 
+import pytest
+
 from conftest import LARGE_FILE_BYTES, drop_large_files
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -162,6 +164,31 @@ def test_the_checks_catch_a_wrong_import(tmp_path, monkeypatch):
     source.write_text('def f():\n    from mmlk.utils import read_config\n')
     found = imports_of(module, str(source), package_modules())
     assert found == [('mmlk.utils', 2, True)] and layer_of('mmlk.utils') > layer_of(module)
+
+
+def external_imports(path: str) -> List[str]:
+    """The non-mmlk modules a file imports, anywhere in it."""
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.append(node.module)
+    return [name for name in names if name.split('.')[0] != 'mmlk']
+
+
+@pytest.mark.parametrize('package, refused', [
+    ('mmlk.core', ('mmengine.runner', 'mmengine.hooks', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain')),
+    ('mmlk.sparsity', ('mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain')),  # plain PyTorch
+])
+def test_the_lower_layers_do_not_import_the_frameworks(package, refused):
+    wrong = [f'{module}: {name}' for module, path in package_modules().items()
+             if module == package or module.startswith(package + '.')
+             for name in external_imports(path)
+             if any(name == r or name.startswith(r + '.') for r in refused)]
+    assert not wrong, wrong
 
 
 def test_the_depthwise_backends_never_import_the_dispatcher():
