@@ -132,12 +132,8 @@ class SparseTrainingHook(Hook):
         self._scalars: Optional[dict] = None
 
     # ------------------------------------------------------------------ set-up
-    @staticmethod
-    def _unwrap(model):
-        return unwrap_model(model)
-
     def before_train(self, runner) -> None:
-        model = self._unwrap(runner.model)
+        model = unwrap_model(runner.model)
         targets = select_sparse_targets(model, **self.selection)
         total = self.total_steps
         if total is None:
