@@ -334,7 +334,8 @@ def test_an_auto_backend_that_fails_warns_once_and_the_next_one_is_used(monkeypa
     def broken(*args):
         raise RuntimeError('no kernel for this machine')
     monkeypatch.setattr(backend, 'load', lambda: cpu_kernel.KERNELS._replace(forward=broken))
-    monkeypatch.setattr(backend, 'usable', None)
+    monkeypatch.setattr(backend, 'usable', None)  # loads the broken kernels at the next call
+    monkeypatch.setattr(backend, '_kernels', None)
     torch.manual_seed(0)
     x, w = torch.randn(1, 3, 10, 10), torch.randn(3, 1, 9, 5)
     with pytest.warns(UserWarning, match='cpu_kernel backend failed'):

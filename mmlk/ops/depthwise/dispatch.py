@@ -22,7 +22,7 @@ dtype).
 import contextlib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Tuple
 
 import torch
@@ -61,13 +61,14 @@ class Backend:
     only_for_gradients: bool  # without a gradient to compute, aten's forward is the same op
     load: Optional[Callable[[], Optional[DepthwiseKernels]]]  # None: aten's F.conv2d
     usable: Optional[bool] = None  # None: not loaded yet; False: missing or failed
+    _kernels: Optional[DepthwiseKernels] = field(default=None, repr=False)
 
     def kernels(self) -> Optional[DepthwiseKernels]:
-        if self.load is None or self.usable is False:
-            return None
-        kernels = self.load()
-        self.usable = kernels is not None
-        return kernels
+        """The backend's kernels, loaded once (None for aten, or where it is unusable)."""
+        if self.usable is None and self.load is not None:
+            self._kernels = self.load()
+            self.usable = self._kernels is not None
+        return self._kernels if self.usable else None
 
     def supports(self, x: Tensor, taps: int, needs_grad: bool) -> bool:
         return ((self.devices == ANY or x.device.type in self.devices)
